@@ -1,0 +1,117 @@
+"""Redis clients cached per dependency name, and for async clients per running event loop.
+
+An asyncio connection belongs to the loop that opened it, and pytest-asyncio gives every
+test a new loop, so a pool is never handed from one loop to another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from weakref import WeakKeyDictionary
+
+import redis as sync_redis
+import redis.asyncio as async_redis
+
+from appkit_runtime.settings import get_settings
+
+logger = logging.getLogger("appkit_runtime")
+
+_async_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    WeakKeyDictionary()
+)
+_loopless_clients: dict[str, Any] = {}
+_sync_clients: dict[str, Any] = {}
+_fake_servers: dict[str, Any] = {}
+_sync_lock = threading.Lock()
+_warned_memory = False
+
+
+def async_client(name: str) -> async_redis.Redis:
+    """The cached async client of `name` for the running loop, made on first use."""
+    try:
+        clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:
+        clients = _loopless_clients
+    client = clients.get(name)
+    if client is None:
+        client = clients[name] = _make_client(name, asynchronous=True)
+    return client
+
+
+def sync_client(name: str) -> sync_redis.Redis:
+    """The cached synchronous client of `name`, shared by all threads."""
+    client = _sync_clients.get(name)
+    if client is None:
+        with _sync_lock:
+            client = _sync_clients.get(name)
+            if client is None:
+                client = _sync_clients[name] = _make_client(name, asynchronous=False)
+    return client
+
+
+def redis_names() -> set[str]:
+    """Dependency names that have a client on the running loop or in sync code."""
+    try:
+        names = set(_async_clients.get(asyncio.get_running_loop(), {}))
+    except RuntimeError:
+        names = set(_loopless_clients)
+    return names | set(_sync_clients)
+
+
+async def close_redis_connections() -> None:
+    """Close the running loop's async pools and every sync pool; later calls make new ones."""
+    loop = asyncio.get_running_loop()
+    for client in _async_clients.pop(loop, {}).values():
+        await client.aclose()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect()
+    with _sync_lock:
+        clients = list(_sync_clients.values())
+        _sync_clients.clear()
+    for client in clients:
+        client.close()
+
+
+def _make_client(name: str, *, asynchronous: bool) -> Any:
+    url, variable = get_settings().redis_url_for(name)
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return _fake_client(url, asynchronous=asynchronous)
+    if scheme.endswith("+cluster") or get_settings().redis_cluster:
+        plain = urlunsplit(urlsplit(url)._replace(scheme=scheme.removesuffix("+cluster")))
+        cluster = async_redis.RedisCluster if asynchronous else sync_redis.RedisCluster
+        return cluster.from_url(plain)
+    if asynchronous:
+        return async_redis.Redis(connection_pool=async_redis.ConnectionPool.from_url(url))
+    return sync_redis.Redis(connection_pool=sync_redis.ConnectionPool.from_url(url))
+
+
+def _fake_client(url: str, *, asynchronous: bool) -> Any:
+    """An in-process Redis (fakeredis with Lua): one server per URL, shared by every client."""
+    global _warned_memory
+    try:
+        import fakeredis
+    except ImportError:
+        from appkit_runtime.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "APPKIT_REDIS_URL: memory:// needs the embedded extra: "
+            "pip install 'appkit-runtime[embedded]'"
+        ) from None
+    server = _fake_servers.get(url)
+    if server is None:
+        server = _fake_servers[url] = fakeredis.FakeServer()
+    if not _warned_memory:
+        _warned_memory = True
+        logger.warning(
+            "Redis is memory:// (in-process, not shared between processes, lost on restart); "
+            "set APPKIT_REDIS_URL for anything but development"
+        )
+    if asynchronous:
+        return fakeredis.FakeAsyncRedis(server=server)
+    return fakeredis.FakeRedis(server=server)

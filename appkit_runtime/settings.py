@@ -1,0 +1,351 @@
+"""Settings read once from `APPKIT_*` variables, and the connection getters built on them.
+
+`get_settings()` turns any bad value into a `ConfigurationError` whose one-line message
+names the variable, so a misconfigured service stops at start-up instead of mid-request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from appkit_runtime.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import redis as sync_redis
+    import redis.asyncio as async_redis
+
+ENV_PREFIX = "APPKIT_"
+REDIS_SCHEMES = {"redis", "rediss", "unix", "memory", "redis+cluster", "rediss+cluster"}
+DATABASE_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite"}
+# Values of these variables may hold credentials: never echo them in an error.
+SECRET_FIELDS = {"api_keys", "database_url", "redis_url", "auth_url"}
+
+_RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class RateLimit(NamedTuple):
+    """A limit of `max_requests` per window of `expiry` seconds."""
+
+    max_requests: int
+    expiry: int
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """Parse `"100/60"` (100 requests per 60 s); both numbers must be at least 1."""
+    match = _RATE_LIMIT.match(text)
+    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+        raise ValueError("expected N/S with N and S at least 1, such as 100/60")
+    return RateLimit(int(match[1]), int(match[2]))
+
+
+class StaticKey(BaseModel):
+    """One entry of `APPKIT_API_KEYS`: a key (plain or as SHA-256) and the project it opens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str | None = None
+    key_sha256: str | None = None
+    org_id: str
+    project_id: str
+    key_id: str | None = None
+    product: str | None = None
+    scopes: tuple[str, ...] = ()
+    rate_limit: str | None = None
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("key_sha256 must be 64 hexadecimal characters")
+        return value.lower() if value else value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate_limit(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> StaticKey:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("each entry needs exactly one of key or key_sha256")
+        if self.key is not None and not self.key:
+            raise ValueError("key must not be empty")
+        return self
+
+
+class Settings(BaseSettings):
+    """Every `APPKIT_*` variable; see the README's table for meanings and defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    service_name: str = "appkit-service"
+    env: Literal["development", "test", "production"] = "development"
+    redis_url: str = "memory://"
+    redis_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    redis_cluster: bool = False
+    redis_prefix: str = "appkit"
+    database_url: str | None = None
+    database_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    auth_backend: Literal["static", "http"] = "static"
+    auth_url: str | None = None
+    auth_timeout: float = Field(default=2.0, gt=0)
+    auth_cache_ttl: float = Field(default=10.0, ge=0)
+    auth_negative_ttl: float = Field(default=5.0, ge=0)
+    api_keys: Annotated[tuple[StaticKey, ...], NoDecode] = ()
+    ratelimit_default: str = "100/60"
+    ratelimit_fail_open: bool = True
+    ratelimit_headers: Literal["draft", "legacy", "both", "off"] = "draft"
+    ratelimit_mode: Literal["enforce", "monitor"] = "enforce"
+    metrics_flush_seconds: float = Field(default=5.0, gt=0)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _load_api_keys(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return ()
+        if not text.startswith("["):
+            path = Path(text)
+            if not path.is_file():
+                raise ValueError("is neither a JSON list nor the path of a JSON file")
+            text = path.read_text(encoding="utf-8")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"is not valid JSON ({error.msg} at line {error.lineno})") from None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("ratelimit_default")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse_rate_limit(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        check_redis_url(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_database_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.env != "production":
+            return self
+        for variable, url in self.redis_url_variables().items():
+            if url.startswith("memory://"):
+                raise ConfigurationError(
+                    f"{variable}: memory:// is an in-process emulation and is refused "
+                    "when APPKIT_ENV=production; point it at a Redis server"
+                )
+        if any(entry.key is not None for entry in self.api_keys):
+            raise ConfigurationError(
+                "APPKIT_API_KEYS: plain `key` entries are refused when APPKIT_ENV=production; "
+                "store key_sha256 instead"
+            )
+        return self
+
+    @property
+    def default_rate_limit(self) -> RateLimit:
+        return parse_rate_limit(self.ratelimit_default)
+
+    @property
+    def embedded_database_url(self) -> str:
+        return f"sqlite+aiosqlite:///./{self.service_name}.db"
+
+    def redis_url_variables(self) -> dict[str, str]:
+        """Every configured Redis URL by the variable that set it."""
+        urls = {f"{ENV_PREFIX}REDIS_URL": self.redis_url}
+        urls.update({f"{ENV_PREFIX}REDIS_URL_{n.upper()}": u for n, u in self.redis_urls.items()})
+        return urls
+
+    def redis_url_for(self, name: str) -> tuple[str, str]:
+        """The URL for a Redis dependency name and the variable it came from."""
+        variable = f"{ENV_PREFIX}REDIS_URL_{name.upper()}"
+        if name.lower() in self.redis_urls:
+            return self.redis_urls[name.lower()], variable
+        return self.redis_url, f"{ENV_PREFIX}REDIS_URL"
+
+    def database_url_for(self, name: str) -> tuple[str | None, str]:
+        """The URL for a database name (None when unset) and the variable it comes from."""
+        if name == "default":
+            return self.database_url, f"{ENV_PREFIX}DATABASE_URL"
+        variable = f"{ENV_PREFIX}DATABASE_URL_{name.upper()}"
+        return self.database_urls.get(name.lower()), variable
+
+
+def check_redis_url(url: str) -> None:
+    """Raise `ValueError` unless `url` is a Redis URL the runtime can connect to."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        known = ", ".join(sorted(REDIS_SCHEMES))
+        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
+    _check_port(parts.netloc.rpartition("@")[2])
+
+
+def check_database_url(url: str) -> None:
+    """Raise `ValueError` unless `url` is a PostgreSQL or SQLite URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in DATABASE_SCHEMES:
+        known = ", ".join(sorted(DATABASE_SCHEMES))
+        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
+    _check_port(parts.netloc.rpartition("@")[2])
+
+
+def _check_port(hostport: str) -> None:
+    for host in hostport.split(","):
+        if host.startswith("["):
+            host = host.partition("]")[2]
+        _, colon, port = host.partition(":")
+        if colon and not port.isdigit():
+            raise ValueError(f"port {port!r} is not a number")
+        if colon and not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} is out of range")
+
+
+def _named_urls(environ: dict[str, str], stem: str) -> dict[str, str]:
+    """`APPKIT_<STEM>_<NAME>` variables as `{name: url}` (names lower-cased)."""
+    prefix = f"{ENV_PREFIX}{stem}_"
+    return {
+        key[len(prefix) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(prefix) and value
+    }
+
+
+def _environ() -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    values.update(os.environ)
+    return values
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and `.env`), with `overrides` on top."""
+    environ = _environ()
+    named = {
+        "redis_urls": _named_urls(environ, "REDIS_URL"),
+        "database_urls": _named_urls(environ, "DATABASE_URL"),
+    }
+    named.update({k: v for k, v in overrides.items() if k in named})
+    try:
+        settings = Settings(**{**overrides, **named})
+        for name, url in settings.redis_urls.items():
+            _checked(check_redis_url, url, f"{ENV_PREFIX}REDIS_URL_{name.upper()}")
+        for name, url in settings.database_urls.items():
+            _checked(check_database_url, url, f"{ENV_PREFIX}DATABASE_URL_{name.upper()}")
+    except ValidationError as error:
+        raise ConfigurationError(_one_line(error)) from None
+    return settings
+
+
+def _checked(check: Any, url: str, variable: str) -> None:
+    try:
+        check(url)
+    except ValueError as error:
+        raise ConfigurationError(f"{variable}: {error}") from None
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if isinstance(first.get("ctx", {}).get("error"), ConfigurationError):
+        return str(first["ctx"]["error"])
+    variable = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+    if field and field not in SECRET_FIELDS and len(first["loc"]) == 1:
+        return f"{variable}: {message} (got {first['input']!r})"
+    where = ".".join(str(part) for part in first["loc"][1:])
+    return f"{variable}: {message}" + (f" (at {where})" if where else "")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once; `get_settings.cache_clear()` re-reads them."""
+    return load_settings()
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseURL:
+    """A database URL split into the parts the reference reads, plus the async URL."""
+
+    url: str
+    async_url: str
+    drivername: str
+    user: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    name: str | None
+
+
+def get_database_url(name: str = "default") -> DatabaseURL | None:
+    """The parts of the URL configured for database `name`, or None when there is none."""
+    from sqlalchemy.engine import make_url
+
+    url, _ = get_settings().database_url_for(name)
+    if url is None:
+        return None
+    parsed = make_url(url)
+    return DatabaseURL(
+        url=url,
+        async_url=async_database_url(url),
+        drivername=parsed.drivername,
+        user=parsed.username,
+        password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        name=parsed.database,
+    )
+
+
+def async_database_url(url: str) -> str:
+    """The same URL with the async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
+    scheme, rest = url.split("://", 1)
+    driver = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+    driver["sqlite"] = "sqlite+aiosqlite"
+    return f"{driver.get(scheme, scheme)}://{rest}"
+
+
+def get_async_redis_instance(name: str) -> async_redis.Redis:
+    """An async client for the Redis dependency `name`; pools are cached per name and loop."""
+    from appkit_runtime.redis_pools import async_client
+
+    return async_client(name)
+
+
+def get_redis_instance(name: str) -> sync_redis.Redis:
+    """A synchronous client for the Redis dependency `name`; its pool is cached per name."""
+    from appkit_runtime.redis_pools import sync_client
+
+    return sync_client(name)

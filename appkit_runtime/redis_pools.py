@@ -6,24 +6,20 @@ test a new loop, so a pool is never handed from one loop to another.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from weakref import WeakKeyDictionary
 
 import redis as sync_redis
 import redis.asyncio as async_redis
 
+from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.settings import get_settings
 
 logger = logging.getLogger("appkit_runtime")
 
-_async_clients: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
-    WeakKeyDictionary()
-)
-_loopless_clients: dict[str, Any] = {}
+_async_clients: LoopCache[Any] = LoopCache()
 _sync_clients: dict[str, Any] = {}
 _fake_servers: dict[str, Any] = {}
 _sync_lock = threading.Lock()
@@ -32,44 +28,41 @@ _warned_memory = False
 
 def async_client(name: str) -> async_redis.Redis:
     """The cached async client of `name` for the running loop, made on first use."""
-    try:
-        clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
-    except RuntimeError:
-        clients = _loopless_clients
-    client = clients.get(name)
+    url, _ = get_settings().redis_url_for(name)
+    # Keyed by URL too, so a test that changes settings never gets a stale server's client.
+    key = f"{name}\n{url}"
+    clients = _async_clients.current()
+    client = clients.get(key)
     if client is None:
-        client = clients[name] = _make_client(name, asynchronous=True)
+        client = clients[key] = _make_client(url, asynchronous=True)
     return client
 
 
 def sync_client(name: str) -> sync_redis.Redis:
     """The cached synchronous client of `name`, shared by all threads."""
-    client = _sync_clients.get(name)
+    url, _ = get_settings().redis_url_for(name)
+    key = f"{name}\n{url}"
+    client = _sync_clients.get(key)
     if client is None:
         with _sync_lock:
-            client = _sync_clients.get(name)
+            client = _sync_clients.get(key)
             if client is None:
-                client = _sync_clients[name] = _make_client(name, asynchronous=False)
+                client = _sync_clients[key] = _make_client(url, asynchronous=False)
     return client
-
-
-def redis_names() -> set[str]:
-    """Dependency names that have a client on the running loop or in sync code."""
-    try:
-        names = set(_async_clients.get(asyncio.get_running_loop(), {}))
-    except RuntimeError:
-        names = set(_loopless_clients)
-    return names | set(_sync_clients)
 
 
 async def close_redis_connections() -> None:
     """Close the running loop's async pools and every sync pool; later calls make new ones."""
-    loop = asyncio.get_running_loop()
-    for client in _async_clients.pop(loop, {}).values():
+    for client in _async_clients.pop_current().values():
         await client.aclose()
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             await pool.disconnect()
+    close_sync_redis_connections()
+
+
+def close_sync_redis_connections() -> None:
+    """Close every synchronous pool; later calls make new ones."""
     with _sync_lock:
         clients = list(_sync_clients.values())
         _sync_clients.clear()
@@ -77,8 +70,7 @@ async def close_redis_connections() -> None:
         client.close()
 
 
-def _make_client(name: str, *, asynchronous: bool) -> Any:
-    url, variable = get_settings().redis_url_for(name)
+def _make_client(url: str, *, asynchronous: bool) -> Any:
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return _fake_client(url, asynchronous=asynchronous)
@@ -86,9 +78,23 @@ def _make_client(name: str, *, asynchronous: bool) -> Any:
         plain = urlunsplit(urlsplit(url)._replace(scheme=scheme.removesuffix("+cluster")))
         cluster = async_redis.RedisCluster if asynchronous else sync_redis.RedisCluster
         return cluster.from_url(plain)
+    # A hung Redis must not hold requests for redis-py's 5 s default; URL options still win.
     if asynchronous:
-        return async_redis.Redis(connection_pool=async_redis.ConnectionPool.from_url(url))
-    return sync_redis.Redis(connection_pool=sync_redis.ConnectionPool.from_url(url))
+        pool = async_redis.ConnectionPool.from_url(url, **_timeouts(url))
+        return async_redis.Redis(connection_pool=pool)
+    return sync_redis.Redis(
+        connection_pool=sync_redis.ConnectionPool.from_url(url, **_timeouts(url))
+    )
+
+
+def _timeouts(url: str) -> dict[str, float]:
+    """Socket timeouts of one second, unless the URL's query sets its own."""
+    query = urlsplit(url).query
+    return {
+        option: 1.0
+        for option in ("socket_timeout", "socket_connect_timeout")
+        if f"{option}=" not in query
+    }
 
 
 def _fake_client(url: str, *, asynchronous: bool) -> Any:

@@ -1,0 +1,103 @@
+"""Async SQLAlchemy engines and sessions, one per database name and per running event loop.
+
+`postgresql://` URLs get asyncpg and `sqlite://` URLs aiosqlite; the "default" database falls
+back to the embedded `sqlite+aiosqlite:///./<service>.db` when `APPKIT_DATABASE_URL` is unset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from appkit_runtime.errors import ConfigurationError
+from appkit_runtime.loop_cache import LoopCache
+from appkit_runtime.settings import async_database_url, get_settings
+
+_engines: LoopCache[AsyncEngine] = LoopCache()
+_sessionmakers: LoopCache[async_sessionmaker[AsyncSession]] = LoopCache()
+
+
+def database_url(name: str = "default") -> str:
+    """The async URL of database `name`; only "default" has an embedded fallback."""
+    settings = get_settings()
+    url, variable = settings.database_url_for(name)
+    if url is None:
+        if name != "default":
+            raise ConfigurationError(f"{variable}: not set, and database {name!r} is used")
+        url = settings.embedded_database_url
+    return async_database_url(url)
+
+
+def _make_engine(url: str) -> AsyncEngine:
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True)
+    # SQLite serialises writers: wait for the lock instead of failing at once.
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # pysqlite's own transaction handling breaks SAVEPOINT (which rolled-back test sessions
+    # rely on): let SQLAlchemy emit BEGIN itself, as its SQLite documentation recommends.
+    event.listen(engine.sync_engine, "connect", _sqlite_autocommit_driver)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def get_engine(name: str = "default") -> AsyncEngine:
+    """The engine of database `name` for the running loop, made on first use."""
+    url = database_url(name)
+    return _engines.get(f"{name}\n{url}", lambda: _make_engine(url))
+
+
+def get_sessionmaker(name: str = "default") -> async_sessionmaker[AsyncSession]:
+    """The `async_sessionmaker` bound to `get_engine(name)`."""
+    url = database_url(name)
+    return _sessionmakers.get(
+        f"{name}\n{url}", lambda: async_sessionmaker(get_engine(name), expire_on_commit=False)
+    )
+
+
+def session_dependency(name: str = "default") -> Callable[[], AsyncIterator[AsyncSession]]:
+    """A FastAPI dependency yielding a session on `name`: commit on success, else roll back."""
+
+    async def dependency() -> AsyncIterator[AsyncSession]:
+        async with get_sessionmaker(name)() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    dependency.__name__ = f"get_session_{name}"
+    return dependency
+
+
+get_session = session_dependency("default")
+get_session.__name__ = "get_session"
+
+
+async def ping_database(name: str = "default") -> None:
+    """Run `SELECT 1` on database `name`; raises when it does not answer."""
+    async with get_engine(name).connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def dispose_engines() -> None:
+    """Close every engine of the running loop; later calls make new ones."""
+    _sessionmakers.pop_current()
+    for engine in _engines.pop_current().values():
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""FastAPI adapter: the app factory and the ordered auth, rate limit and metrics chain."""

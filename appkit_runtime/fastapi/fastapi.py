@@ -1,0 +1,107 @@
+"""`get_fastapi_app`: a FastAPI app with the runtime's lifespan, health routes and metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+from appkit_runtime.db import dispose_engines
+from appkit_runtime.errors import ConfigurationError
+from appkit_runtime.fastapi.health import readiness_checks
+from appkit_runtime.fastapi.health import router as health_router
+from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
+from appkit_runtime.fastapi.route_order import check_route_order
+from appkit_runtime.redis_pools import close_redis_connections
+from appkit_runtime.settings import get_settings
+
+logger = logging.getLogger("appkit_runtime")
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+def get_fastapi_app(
+    name: str,
+    lifespan: Lifespan | None = None,
+    *,
+    databases: Sequence[str] = ("default",),
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app named `name` whose lifespan wraps `lifespan` in the runtime's own.
+
+    `name` is the default for `APPKIT_SERVICE_NAME`. `databases` are the database names
+    pinged at start-up and by `/readyz` (pass `()` for a service without a database).
+    Bad settings stop here with one line naming the variable.
+    """
+    if "APPKIT_SERVICE_NAME" not in os.environ:
+        os.environ["APPKIT_SERVICE_NAME"] = name
+        get_settings.cache_clear()
+    try:
+        settings = get_settings()
+    except ConfigurationError as error:
+        raise SystemExit(f"appkit: {error}") from None
+    fastapi_kwargs.setdefault("title", name)
+    app = FastAPI(lifespan=_runtime_lifespan(lifespan), **fastapi_kwargs)
+    app.state.appkit_databases = tuple(databases)
+    app.include_router(health_router)
+    app.add_middleware(RequestMetricsMiddleware, service=settings.service_name)
+    app.add_exception_handler(ConnectionError, _unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(DisconnectionError, _database_unavailable)
+    return app
+
+
+def _runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        check_route_order(app)
+        from appkit_runtime.usage import usage_flusher
+
+        await _log_unready(app)
+        try:
+            async with usage_flusher():
+                if user_lifespan is None:
+                    yield None
+                else:
+                    async with user_lifespan(app) as state:
+                        yield state
+        finally:
+            await close_redis_connections()
+            await dispose_engines()
+
+    return lifespan
+
+
+async def _log_unready(app: FastAPI) -> None:
+    """Start even when a dependency is down (fail-open keeps serving); say so once."""
+    checks = await readiness_checks(app.state.appkit_databases)
+    failing = {label: result for label, result in checks.items() if result != "ok"}
+    if failing:
+        logger.error("not ready at start-up, /readyz answers 503: %s", failing)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("%s %s: dependency unavailable (%s)", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "A dependency of this service is unavailable; retry later."},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
+        if not isinstance(exc.orig, ConnectionError | OSError):
+            raise exc
+    logger.warning("%s %s: database unavailable (%s)", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "The database is unavailable; retry later."},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )

@@ -1,0 +1,1 @@
+"""pytest fixtures for appkit services; loaded through the `pytest11` entry point."""

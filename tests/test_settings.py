@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from appkit_runtime.errors import ConfigurationError
+from appkit_runtime.settings import get_database_url, load_settings, parse_rate_limit
+
+BAD_SETTINGS = [
+    (
+        {"APPKIT_REDIS_URL": "http://cache:6379"},
+        "APPKIT_REDIS_URL: unknown URL scheme 'http://'",
+    ),
+    ({"APPKIT_REDIS_URL": "redis://cache:sixty"}, "APPKIT_REDIS_URL: port 'sixty' is not a number"),
+    (
+        {"APPKIT_REDIS_URL_RATELIMIT": "redis://cache:x1"},
+        "APPKIT_REDIS_URL_RATELIMIT: port 'x1' is not a number",
+    ),
+    (
+        {"APPKIT_DATABASE_URL": "mysql://db/app"},
+        "APPKIT_DATABASE_URL: unknown URL scheme 'mysql://'",
+    ),
+    (
+        {"APPKIT_DATABASE_URL": "postgresql://u@db:port/app"},
+        "APPKIT_DATABASE_URL: port 'port' is not a number",
+    ),
+    (
+        {"APPKIT_ENV": "production", "APPKIT_REDIS_URL": "memory://"},
+        "APPKIT_REDIS_URL: memory:// is an in-process emulation and is refused",
+    ),
+    (
+        {
+            "APPKIT_ENV": "production",
+            "APPKIT_REDIS_URL": "redis://r",
+            "APPKIT_REDIS_URL_CACHE": "memory://",
+        },
+        "APPKIT_REDIS_URL_CACHE: memory:// is an in-process emulation",
+    ),
+    ({"APPKIT_RATELIMIT_DEFAULT": "ten"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
+    ({"APPKIT_RATELIMIT_DEFAULT": "0/60"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
+    (
+        {"APPKIT_ENV": "staging"},
+        "APPKIT_ENV: Input should be 'development', 'test' or 'production'",
+    ),
+    ({"APPKIT_API_KEYS": "[{"}, "APPKIT_API_KEYS: is not valid JSON"),
+    ({"APPKIT_API_KEYS": "/no/such/file.json"}, "APPKIT_API_KEYS: is neither a JSON list"),
+    (
+        {"APPKIT_API_KEYS": json.dumps([{"org_id": "o", "project_id": "p"}])},
+        "APPKIT_API_KEYS: Value error, each entry needs exactly one of key or key_sha256",
+    ),
+]
+
+
+@pytest.mark.parametrize(("environ", "message"), BAD_SETTINGS)
+def test_bad_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], message: str
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "\n" not in text
+    assert text.replace("Value error, ", "").startswith(message.replace("Value error, ", ""))
+
+
+def test_secrets_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPKIT_DATABASE_URL", "postgresql://u:hunter2@db:nope/app")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+
+
+def test_plain_keys_are_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPKIT_ENV", "production")
+    monkeypatch.setenv("APPKIT_REDIS_URL", "redis://r:6379")
+    keys = [{"key": "dev-key", "org_id": "o", "project_id": "p"}]
+    monkeypatch.setenv("APPKIT_API_KEYS", json.dumps(keys))
+    with pytest.raises(ConfigurationError, match="^APPKIT_API_KEYS: plain `key` entries"):
+        load_settings()
+
+
+def test_api_keys_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    path = tmp_path / "keys.json"
+    entry = {"key_sha256": "ab" * 32, "org_id": "o", "project_id": "p", "rate_limit": "5/10"}
+    path.write_text(json.dumps([entry]))
+    monkeypatch.setenv("APPKIT_API_KEYS", str(path))
+    (key,) = load_settings().api_keys
+    assert (key.org_id, key.key_sha256, key.rate_limit) == ("o", "ab" * 32, "5/10")
+
+
+def test_named_redis_url_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPKIT_REDIS_URL", "redis://main:6379/0")
+    monkeypatch.setenv("APPKIT_REDIS_URL_RATELIMIT", "redis://limits:6380/1")
+    settings = load_settings()
+    assert settings.redis_url_for("ratelimit") == (
+        "redis://limits:6380/1",
+        "APPKIT_REDIS_URL_RATELIMIT",
+    )
+    assert settings.redis_url_for("cache") == ("redis://main:6379/0", "APPKIT_REDIS_URL")
+
+
+def test_rate_limit_parsing() -> None:
+    assert parse_rate_limit("100/60") == (100, 60)
+    assert parse_rate_limit(" 5 / 1 ") == (5, 1)
+    for bad in ("100", "a/b", "-1/60", "10/0", "1.5/2"):
+        with pytest.raises(ValueError, match="expected N/S"):
+            parse_rate_limit(bad)
+
+
+def test_database_url_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appkit_runtime.settings import get_settings
+
+    monkeypatch.delenv("APPKIT_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    assert get_database_url("default") is None
+    monkeypatch.setenv(
+        "APPKIT_DATABASE_URL_REPORTS", "postgresql://ann:s3cret@db.local:6543/reports"
+    )
+    get_settings.cache_clear()
+    url = get_database_url("reports")
+    assert url is not None
+    assert (url.user, url.password, url.host, url.port, url.name) == (
+        "ann",
+        "s3cret",
+        "db.local",
+        6543,
+        "reports",
+    )
+    assert url.async_url == "postgresql+asyncpg://ann:s3cret@db.local:6543/reports"
+    assert get_database_url("default") is None

@@ -1,0 +1,270 @@
+"""Per-project usage: counted in process memory, flushed to Redis in one pipeline.
+
+Counting a job is a dict increment under a lock, so the request path makes no Redis call.
+`usage_flusher()` sends the counts every `APPKIT_METRICS_FLUSH_SECONDS` and once more on
+exit. Each project's counts go through an idempotent script (a per-process sequence number
+is checked and stored in the project's slot), so a flush whose outcome is unknown is retried
+as is and never counted twice. Usage is kept as an all-time hash and one hash per UTC day,
+both keyed `{product}|{kind}`; the day is the one the job was counted in, not flushed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+from uuid import uuid4
+
+from prometheus_client import Counter
+from redis.exceptions import NoScriptError, RedisError
+
+from appkit_runtime.keys import project_key
+from appkit_runtime.settings import get_async_redis_instance, get_settings
+from appkit_runtime.tokens import ProjectToken
+
+logger = logging.getLogger("appkit_runtime.usage")
+
+DEFAULT_NAME = "default"
+# A flush's sequence marker lives this long; a batch retried later than this could count twice.
+MARKER_TTL_SECONDS = 86_400
+FLUSH_TIMEOUT_SECONDS = 10.0
+_DAY_SECONDS = 86_400
+
+# KEYS: marker, all-time hash, day hashes...; ARGV: seq, marker ttl, then (day index, field, n)*.
+USAGE_FLUSH_LUA = """
+local seq = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1])) or 0
+if seq <= last then
+  return 0
+end
+for i = 3, #ARGV, 3 do
+  local n = tonumber(ARGV[i + 2])
+  redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], n)
+  redis.call('HINCRBY', KEYS[2], ARGV[i + 1], n)
+end
+redis.call('SET', KEYS[1], seq, 'EX', tonumber(ARGV[2]))
+return 1
+"""
+USAGE_FLUSH_SHA = hashlib.sha1(USAGE_FLUSH_LUA.encode(), usedforsecurity=False).hexdigest()
+
+JOBS_COUNTED = Counter(
+    "appkit_jobs", "Jobs counted for usage, by route template", ["service", "route", "method"]
+)
+USAGE_FLUSH_FAILURES = Counter(
+    "appkit_usage_flush_failures",
+    "Usage flushes that failed; their counts are retried",
+    ["service"],
+)
+
+_Project = tuple[str, str]
+_Cell = tuple[str, str, int]  # product, kind, epoch day
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    seq: int
+    counts: dict[_Cell, int]
+
+
+class UsageCounts:
+    """Counts not yet in Redis: pending ones, and per project at most one unconfirmed batch.
+
+    A project's next batch is formed only once its previous one is confirmed, so batches
+    reach Redis in sequence order and the script's `seq <= last` check is exact.
+    """
+
+    def __init__(self) -> None:
+        self.process_id = uuid4().hex
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str, str, str, int], int] = {}
+        self._unconfirmed: dict[_Project, _Batch] = {}
+        self._seq = itertools.count(1)
+
+    def add(self, org_id: str, project_id: str, product: str, kind: str, n: int = 1) -> None:
+        """Count `n` jobs; the hot path, so nothing but a dict increment."""
+        key = (org_id, project_id, product, kind, int(time.time()) // _DAY_SECONDS)
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0) + n
+
+    def take_round(self) -> dict[_Project, _Batch]:
+        """The batches to send now: unconfirmed ones again, else each project's pending counts."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            grouped: dict[_Project, dict[_Cell, int]] = {}
+            for (org_id, project_id, product, kind, day), n in pending.items():
+                grouped.setdefault((org_id, project_id), {})[(product, kind, day)] = n
+            for project, counts in grouped.items():
+                if project in self._unconfirmed:
+                    for (product, kind, day), n in counts.items():
+                        self._pending[(*project, product, kind, day)] = n
+                else:
+                    self._unconfirmed[project] = _Batch(next(self._seq), counts)
+            return dict(self._unconfirmed)
+
+    def confirm(self, project: _Project, seq: int) -> None:
+        """Forget a batch Redis has applied (or had already applied)."""
+        with self._lock:
+            batch = self._unconfirmed.get(project)
+            if batch is not None and batch.seq == seq:
+                del self._unconfirmed[project]
+
+    def total(self) -> int:
+        """Jobs counted here and not yet confirmed in Redis."""
+        with self._lock:
+            unconfirmed = sum(sum(b.counts.values()) for b in self._unconfirmed.values())
+            return sum(self._pending.values()) + unconfirmed
+
+    def has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
+
+usage_counts = UsageCounts()
+_job_children: dict[tuple[str, str, str], Any] = {}
+_failing = False
+
+
+def count_job(
+    token: ProjectToken, product: str | None, kind: str | None, route: str, method: str
+) -> None:
+    """Count one job for the token's project and in the Prometheus counter (no ids as labels)."""
+    labels = (get_settings().service_name, route, method)
+    child = _job_children.get(labels)
+    if child is None:
+        child = _job_children.setdefault(labels, JOBS_COUNTED.labels(*labels))
+    child.inc()
+    usage_counts.add(
+        token.org_id,
+        token.project_id,
+        product or token.product or DEFAULT_NAME,
+        kind or DEFAULT_NAME,
+    )
+
+
+async def flush_usage(redis: Any = None) -> bool:
+    """Send every count not yet in Redis; False when it failed (the counts are kept)."""
+    counts = usage_counts
+    ok = await _flush_round(counts, redis)
+    if ok and counts.has_pending():
+        # Projects whose retried batch was just confirmed still hold newer counts.
+        ok = await _flush_round(counts, redis)
+    return ok
+
+
+async def _flush_round(counts: UsageCounts, redis: Any) -> bool:
+    batches = counts.take_round()
+    if not batches:
+        return True
+    client = redis if redis is not None else get_async_redis_instance("metrics")
+    calls = [_script_call(project, batch, counts.process_id) for project, batch in batches.items()]
+    try:
+        async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
+            results = await _send(client, calls)
+            if any(isinstance(result, NoScriptError) for result in results):
+                await client.script_load(USAGE_FLUSH_LUA)
+                results = await _send(client, calls)
+    except (RedisError, OSError, TimeoutError) as error:
+        _report_failure(error)
+        return False
+    errors = []
+    for (project, batch), result in zip(batches.items(), results, strict=True):
+        if isinstance(result, Exception):
+            errors.append(result)
+        else:
+            counts.confirm(project, batch.seq)
+    if errors:
+        _report_failure(errors[0])
+        return False
+    global _failing
+    if _failing:
+        _failing = False
+        logger.info("usage flush works again")
+    return True
+
+
+async def _send(client: Any, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def _script_call(project: _Project, batch: _Batch, process_id: str) -> tuple[Any, ...]:
+    org_id, project_id = project
+    days = sorted({day for _, _, day in batch.counts})
+    keys = [
+        project_key("usage", org_id, project_id, "flushed", process_id),
+        project_key("usage", org_id, project_id),
+        *(project_key("usage", org_id, project_id, "day", _day_text(day)) for day in days),
+    ]
+    args: list[Any] = [batch.seq, MARKER_TTL_SECONDS]
+    for (product, kind, day), n in batch.counts.items():
+        args += [days.index(day) + 1, f"{quote(product, safe='')}|{quote(kind, safe='')}", n]
+    return keys, args
+
+
+def _report_failure(error: BaseException) -> None:
+    global _failing
+    USAGE_FLUSH_FAILURES.labels(get_settings().service_name).inc()
+    if not _failing:
+        _failing = True
+        logger.warning("usage flush failed, counts kept for the next one: %r", error)
+
+
+def _day_text(day: int | date | str) -> str:
+    if isinstance(day, int):
+        return datetime.fromtimestamp(day * _DAY_SECONDS, UTC).date().isoformat()
+    if isinstance(day, date):
+        return day.isoformat()
+    return date.fromisoformat(day).isoformat()
+
+
+@asynccontextmanager
+async def usage_flusher() -> AsyncIterator[None]:
+    """Flush usage every `metrics_flush_seconds` while the body runs, and once more on exit."""
+    task = asyncio.create_task(_flush_forever(), name="appkit-usage-flusher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+        if not await flush_usage():
+            logger.error(
+                "usage flush at shutdown failed: %d jobs not recorded", usage_counts.total()
+            )
+        if not task.cancelled():
+            task.result()  # the loop only ends on its own by a bug: surface it
+
+
+async def _flush_forever() -> None:
+    while True:
+        await asyncio.sleep(get_settings().metrics_flush_seconds)
+        await flush_usage()
+
+
+async def get_project_usage(
+    redis: Any, org_id: str, project_id: str, day: date | str | None = None
+) -> dict[str, dict[str, int]]:
+    """A project's usage in Redis as `{product: {kind: jobs}}`: all time, or one UTC day.
+
+    Counts still in a process's memory (at most one flush interval old) are not included.
+    """
+    if day is None:
+        key = project_key("usage", org_id, project_id)
+    else:
+        key = project_key("usage", org_id, project_id, "day", _day_text(day))
+    usage: dict[str, dict[str, int]] = {}
+    for field, value in (await redis.hgetall(key)).items():
+        text = field.decode() if isinstance(field, bytes) else field
+        product, _, kind = text.partition("|")
+        usage.setdefault(unquote(product), {})[unquote(kind)] = int(value)
+    return usage

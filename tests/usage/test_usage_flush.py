@@ -1,0 +1,192 @@
+"""The usage flush: periodic, retried after a failure, never counting a batch twice."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from datetime import date
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+import redis.asyncio as async_redis
+from prometheus_client import REGISTRY
+
+from appkit_runtime import usage
+from appkit_runtime.redis_pools import close_redis_connections
+from appkit_runtime.settings import get_settings
+from appkit_runtime.tokens import ProjectToken
+from appkit_runtime.usage import USAGE_FLUSH_LUA, flush_usage, get_project_usage, usage_flusher
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def flush_failures(service: str) -> float:
+    value = REGISTRY.get_sample_value("appkit_usage_flush_failures_total", {"service": service})
+    return value or 0.0
+
+
+async def test_a_failed_flush_loses_nothing_and_counts_nothing_twice(
+    redis: async_redis.Redis,
+    jobs_client: httpx.AsyncClient,
+    token: ProjectToken,
+    usage_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The metrics Redis is unreachable: the flush fails and keeps its counts.
+    monkeypatch.setenv("APPKIT_REDIS_URL_METRICS", f"redis://127.0.0.1:{closed_port()}/0")
+    get_settings.cache_clear()
+    for i in range(10):
+        assert (await jobs_client.get(f"/items/{i}")).status_code == 200
+    assert await flush_usage() is False
+    assert flush_failures(usage_env["service"]) == 1.0
+    assert usage.usage_counts.total() == 10
+    assert await get_project_usage(redis, token.org_id, token.project_id) == {}
+
+    # Back on the real server, with more requests in the meantime.
+    monkeypatch.delenv("APPKIT_REDIS_URL_METRICS")
+    get_settings.cache_clear()
+    await close_redis_connections()
+    for i in range(5):
+        assert (await jobs_client.get(f"/items/{i}")).status_code == 200
+    assert await flush_usage() is True
+    assert await get_project_usage(redis, token.org_id, token.project_id) == {"geo": {"search": 15}}
+
+    # Further flushes, and the shutdown flush, add nothing.
+    assert await flush_usage() is True
+    async with usage_flusher():
+        pass
+    assert await get_project_usage(redis, token.org_id, token.project_id) == {"geo": {"search": 15}}
+    assert flush_failures(usage_env["service"]) == 1.0
+
+
+class LostReplies:
+    """A client whose pipelines run on Redis, after which the reply is lost."""
+
+    def __init__(self, client: async_redis.Redis) -> None:
+        self.client = client
+
+    def pipeline(self, **options: Any) -> LostReplyPipeline:
+        return LostReplyPipeline(self.client.pipeline(**options))
+
+
+class LostReplyPipeline:
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    async def __aenter__(self) -> LostReplyPipeline:
+        await self.pipe.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.pipe.__aexit__(*exc_info)
+
+    def evalsha(self, *args: Any) -> None:
+        self.pipe.evalsha(*args)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        await self.pipe.execute(raise_on_error=raise_on_error)
+        raise async_redis.ConnectionError("connection lost before the reply")
+
+
+async def test_a_flush_whose_reply_was_lost_is_retried_without_counting_twice(
+    redis: async_redis.Redis, jobs_client: httpx.AsyncClient, token: ProjectToken
+) -> None:
+    await redis.script_load(USAGE_FLUSH_LUA)
+    for i in range(7):
+        assert (await jobs_client.get(f"/items/{i}")).status_code == 200
+    assert await flush_usage(LostReplies(redis)) is False
+    # Redis applied the batch, but the flusher cannot know and keeps it.
+    assert await get_project_usage(redis, token.org_id, token.project_id) == {"geo": {"search": 7}}
+    assert usage.usage_counts.total() == 7
+
+    for i in range(2):
+        assert (await jobs_client.get(f"/items/{i}")).status_code == 200
+    assert await flush_usage() is True
+    assert await get_project_usage(redis, token.org_id, token.project_id) == {"geo": {"search": 9}}
+    assert usage.usage_counts.total() == 0
+
+
+async def test_the_flusher_flushes_periodically_without_shutdown(
+    redis: async_redis.Redis,
+    jobs_client: httpx.AsyncClient,
+    token: ProjectToken,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APPKIT_METRICS_FLUSH_SECONDS", "0.05")
+    get_settings.cache_clear()
+    async with usage_flusher():
+        for i in range(12):
+            assert (await jobs_client.get(f"/items/{i}")).status_code == 200
+        seen = await _wait_for_usage(redis, token, {"geo": {"search": 12}})
+        assert seen == {"geo": {"search": 12}}
+        assert usage.usage_counts.total() == 0
+
+
+async def test_counts_go_to_the_utc_day_they_were_counted_in(
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = ProjectToken(org_id="o-days", project_id="p-days")
+    clock = {"now": 1_700_006_399.5}  # 2023-11-14T23:59:59.5Z
+    monkeypatch.setattr(usage.time, "time", lambda: clock["now"])
+    usage.count_job(token, "geo", "search", "/r", "GET")
+    clock["now"] += 1.0
+    usage.count_job(token, "geo", "search", "/r", "GET")
+    usage.count_job(token, "geo", "route", "/r", "GET")
+    assert await flush_usage() is True
+    read = await get_project_usage(redis, "o-days", "p-days", day=date(2023, 11, 14))
+    assert read == {"geo": {"search": 1}}
+    read = await get_project_usage(redis, "o-days", "p-days", day="2023-11-15")
+    assert read == {"geo": {"search": 1, "route": 1}}
+    assert await get_project_usage(redis, "o-days", "p-days") == {"geo": {"search": 2, "route": 1}}
+
+
+async def test_counting_from_many_threads_loses_nothing(redis: async_redis.Redis) -> None:
+    token = ProjectToken(org_id="o-threads", project_id="p-threads")
+
+    def count() -> None:
+        for _ in range(5_000):
+            usage.count_job(token, "geo", None, "/r", "POST")
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert await flush_usage() is True
+    assert await get_project_usage(redis, "o-threads", "p-threads") == {"geo": {"default": 40_000}}
+
+
+async def test_the_embedded_redis_loads_the_script_on_first_use(
+    usage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # memory:// (fakeredis) starts without the script: the NOSCRIPT path must recover.
+    monkeypatch.setenv("APPKIT_REDIS_URL_METRICS", f"memory://usage-{uuid4().hex}")
+    get_settings.cache_clear()
+    token = ProjectToken(org_id="o-mem", project_id="p-mem")
+    for _ in range(3):
+        usage.count_job(token, "geo", "search", "/r", "GET")
+    assert await flush_usage() is True
+    client = usage.get_async_redis_instance("metrics")
+    assert await get_project_usage(client, "o-mem", "p-mem") == {"geo": {"search": 3}}
+    await close_redis_connections()
+
+
+async def _wait_for_usage(
+    redis: async_redis.Redis, token: ProjectToken, expected: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """Poll until the flusher has written `expected` (or give up after a generous while)."""
+    seen: dict[str, dict[str, int]] = {}
+    for _ in range(400):
+        seen = await get_project_usage(redis, token.org_id, token.project_id)
+        if seen == expected:
+            break
+        await asyncio.sleep(0.025)
+    return seen

@@ -16,7 +16,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from redis.exceptions import NoScriptError, RedisError
 
 from appkit_runtime.keys import project_key
-from appkit_runtime.settings import get_async_redis_instance, get_settings
+from appkit_runtime.settings import get_async_redis_instance, get_redis_instance, get_settings
 from appkit_runtime.tokens import ProjectToken
 
 logger = logging.getLogger("appkit_runtime.usage")
@@ -38,6 +38,7 @@ DEFAULT_NAME = "default"
 MARKER_TTL_SECONDS = 86_400
 FLUSH_TIMEOUT_SECONDS = 10.0
 _DAY_SECONDS = 86_400
+FLUSH_ERRORS = (RedisError, OSError, TimeoutError)
 
 # KEYS: marker, all-time hash, day hashes...; ARGV: seq, marker ttl, then (day index, field, n)*.
 USAGE_FLUSH_LUA = """
@@ -95,20 +96,23 @@ class UsageCounts:
         with self._lock:
             self._pending[key] = self._pending.get(key, 0) + n
 
-    def take_round(self) -> dict[_Project, _Batch]:
-        """The batches to send now: unconfirmed ones again, else each project's pending counts."""
+    def take_round(self) -> tuple[dict[_Project, _Batch], bool]:
+        """The batches to send now (unconfirmed ones again, else each project's pending counts),
+        and whether some projects' pending counts wait for their unconfirmed batch."""
         with self._lock:
             pending, self._pending = self._pending, {}
             grouped: dict[_Project, dict[_Cell, int]] = {}
+            held_back = False
             for (org_id, project_id, product, kind, day), n in pending.items():
                 grouped.setdefault((org_id, project_id), {})[(product, kind, day)] = n
             for project, counts in grouped.items():
                 if project in self._unconfirmed:
+                    held_back = True
                     for (product, kind, day), n in counts.items():
                         self._pending[(*project, product, kind, day)] = n
                 else:
                     self._unconfirmed[project] = _Batch(next(self._seq), counts)
-            return dict(self._unconfirmed)
+            return dict(self._unconfirmed), held_back
 
     def confirm(self, project: _Project, seq: int) -> None:
         """Forget a batch Redis has applied (or had already applied)."""
@@ -122,10 +126,6 @@ class UsageCounts:
         with self._lock:
             unconfirmed = sum(sum(b.counts.values()) for b in self._unconfirmed.values())
             return sum(self._pending.values()) + unconfirmed
-
-    def has_pending(self) -> bool:
-        with self._lock:
-            return bool(self._pending)
 
 
 usage_counts = UsageCounts()
@@ -151,38 +151,72 @@ def count_job(
 
 
 async def flush_usage(redis: Any = None) -> bool:
-    """Send every count not yet in Redis; False when it failed (the counts are kept)."""
-    counts = usage_counts
-    ok = await _flush_round(counts, redis)
-    if ok and counts.has_pending():
-        # Projects whose retried batch was just confirmed still hold newer counts.
-        ok = await _flush_round(counts, redis)
-    return ok
-
-
-async def _flush_round(counts: UsageCounts, redis: Any) -> bool:
-    batches = counts.take_round()
-    if not batches:
-        return True
-    client = redis if redis is not None else get_async_redis_instance("metrics")
-    calls = [_script_call(project, batch, counts.process_id) for project, batch in batches.items()]
-    try:
-        async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
-            results = await _send(client, calls)
-            if any(isinstance(result, NoScriptError) for result in results):
-                await client.script_load(USAGE_FLUSH_LUA)
+    """Send every count not yet in Redis, normally in one pipeline; False keeps them for later."""
+    for _ in range(2):
+        batches, held_back = usage_counts.take_round()
+        if not batches:
+            return True
+        client = redis if redis is not None else get_async_redis_instance("metrics")
+        calls = [_script_call(p, b, usage_counts.process_id) for p, b in batches.items()]
+        try:
+            async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
                 results = await _send(client, calls)
-    except (RedisError, OSError, TimeoutError) as error:
-        _report_failure(error)
-        return False
+                if any(isinstance(result, NoScriptError) for result in results):
+                    await client.script_load(USAGE_FLUSH_LUA)
+                    results = await _send(client, calls)
+        except FLUSH_ERRORS as error:
+            return _failed(error)
+        ok = _settle(batches, results)
+        if not ok or not held_back:
+            return ok
+    return True
+
+
+def flush_usage_sync(redis: Any = None) -> bool:
+    """`flush_usage` for code without an event loop (Django's flush thread)."""
+    for _ in range(2):
+        batches, held_back = usage_counts.take_round()
+        if not batches:
+            return True
+        client = redis if redis is not None else get_redis_instance("metrics")
+        calls = [_script_call(p, b, usage_counts.process_id) for p, b in batches.items()]
+        try:
+            results = _send_sync(client, calls)
+            if any(isinstance(result, NoScriptError) for result in results):
+                client.script_load(USAGE_FLUSH_LUA)
+                results = _send_sync(client, calls)
+        except FLUSH_ERRORS as error:
+            return _failed(error)
+        ok = _settle(batches, results)
+        if not ok or not held_back:
+            return ok
+    return True
+
+
+async def _send(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def _send_sync(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
+
+
+def _settle(batches: dict[_Project, _Batch], results: list[Any]) -> bool:
+    """Confirm the batches Redis applied; True when all were."""
     errors = []
     for (project, batch), result in zip(batches.items(), results, strict=True):
         if isinstance(result, Exception):
             errors.append(result)
         else:
-            counts.confirm(project, batch.seq)
+            usage_counts.confirm(project, batch.seq)
     if errors:
-        _report_failure(errors[0])
+        _failed(errors[0])
         return False
     global _failing
     if _failing:
@@ -191,14 +225,7 @@ async def _flush_round(counts: UsageCounts, redis: Any) -> bool:
     return True
 
 
-async def _send(client: Any, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-    async with client.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
-            pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
-
-
-def _script_call(project: _Project, batch: _Batch, process_id: str) -> tuple[Any, ...]:
+def _script_call(project: _Project, batch: _Batch, process_id: str) -> tuple[list[str], list[Any]]:
     org_id, project_id = project
     days = sorted({day for _, _, day in batch.counts})
     keys = [
@@ -212,12 +239,13 @@ def _script_call(project: _Project, batch: _Batch, process_id: str) -> tuple[Any
     return keys, args
 
 
-def _report_failure(error: BaseException) -> None:
+def _failed(error: BaseException) -> bool:
     global _failing
     USAGE_FLUSH_FAILURES.labels(get_settings().service_name).inc()
     if not _failing:
         _failing = True
         logger.warning("usage flush failed, counts kept for the next one: %r", error)
+    return False
 
 
 def _day_text(day: int | date | str) -> str:

@@ -190,3 +190,32 @@ async def _wait_for_usage(
             break
         await asyncio.sleep(0.025)
     return seen
+
+
+class CountedPipelines:
+    """A real client that counts the pipelines made through it."""
+
+    def __init__(self, client: async_redis.Redis) -> None:
+        self.client = client
+        self.pipelines = 0
+
+    def pipeline(self, **options: Any) -> Any:
+        self.pipelines += 1
+        return self.client.pipeline(**options)
+
+    async def script_load(self, script: str) -> Any:
+        return await self.client.script_load(script)
+
+
+async def test_every_project_goes_out_in_one_pipeline(redis: async_redis.Redis) -> None:
+    await redis.script_load(USAGE_FLUSH_LUA)
+    tokens = [ProjectToken(org_id="o-one", project_id=f"p-{i}") for i in range(20)]
+    for token in tokens:
+        for kind in ("a", "b"):
+            usage.count_job(token, "geo", kind, "/r", "GET")
+    counted = CountedPipelines(redis)
+    assert await flush_usage(counted) is True
+    assert counted.pipelines == 1
+    for token in tokens:
+        read = await get_project_usage(redis, "o-one", token.project_id)
+        assert read == {"geo": {"a": 1, "b": 1}}

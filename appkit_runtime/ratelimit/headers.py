@@ -1,0 +1,36 @@
+"""Response header fields for a limiter result, in the styles `APPKIT_RATELIMIT_HEADERS` names.
+
+`draft` is draft-ietf-httpapi-ratelimit-headers (07 and later): `RateLimit-Policy` and
+`RateLimit` structured fields; `legacy` is the older `RateLimit-Limit/-Remaining/-Reset`.
+"""
+
+from __future__ import annotations
+
+from appkit_runtime.ratelimit.results import RateLimitResult
+
+POLICY_NAME = "default"
+
+
+def rate_limit_headers(result: RateLimitResult, style: str) -> dict[str, str]:
+    """The header fields for `result`; `style` is draft, legacy, both or off."""
+    if style == "off":
+        return {}
+    limit = result.effective_max_requests
+    remaining = result.remaining
+    reset = result.reset_seconds
+    headers: dict[str, str] = {}
+    if style != "legacy":
+        headers["RateLimit-Policy"] = f'"{POLICY_NAME}";q={limit};w={result.effective_expiry_s}'
+        headers["RateLimit"] = f'"{POLICY_NAME}";r={remaining};t={reset}'
+    if style != "draft":
+        headers["RateLimit-Limit"] = str(limit)
+        headers["RateLimit-Remaining"] = str(remaining)
+        headers["RateLimit-Reset"] = str(reset)
+    return headers
+
+
+def rejection_headers(result: RateLimitResult, style: str) -> dict[str, str]:
+    """The fields of a 429: those of `style` plus `Retry-After`, the seconds to the reset."""
+    headers = rate_limit_headers(result, style)
+    headers["Retry-After"] = str(result.reset_seconds)
+    return headers

@@ -1,0 +1,63 @@
+"""The fixed-window strategy over the storage primitives, one async and one sync entry.
+
+Both framework adapters call these; neither builds keys nor talks to Redis itself.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from appkit_runtime.ratelimit.keys import rate_limit_keys
+from appkit_runtime.ratelimit.results import RateLimitResult
+from appkit_runtime.ratelimit.storage import async_storage_for, storage_for
+from appkit_runtime.settings import RateLimit, get_settings, parse_rate_limit
+
+
+async def hit(
+    client: Any, org_id: str, project_id: str, path: str, limit: RateLimit, cost: int = 1
+) -> RateLimitResult:
+    """Count `cost` requests of a project on a route template against `limit` or its override.
+
+    Raises `StorageError` when Redis cannot be reached.
+    """
+    keys = rate_limit_keys(org_id, project_id, path)
+    reply = await async_storage_for(client).run_limiter(
+        keys, (limit.max_requests, limit.expiry, cost)
+    )
+    return RateLimitResult.from_reply(reply)
+
+
+def hit_sync(
+    client: Any, org_id: str, project_id: str, path: str, limit: RateLimit, cost: int = 1
+) -> RateLimitResult:
+    """The synchronous twin of `hit`, for sync Django views."""
+    keys = rate_limit_keys(org_id, project_id, path)
+    reply = storage_for(client).run_limiter(keys, (limit.max_requests, limit.expiry, cost))
+    return RateLimitResult.from_reply(reply)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """`value` if it is an integer of at least 1, else `ValueError` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+    return value
+
+
+def effective_limit(
+    token_limit: RateLimit | None, max_requests: int | None, expiry: int | None
+) -> RateLimit:
+    """The token's limit, else the route's arguments, else `APPKIT_RATELIMIT_DEFAULT`."""
+    if token_limit is not None:
+        return token_limit
+    if max_requests is not None and expiry is not None:
+        return RateLimit(max_requests, expiry)
+    default = _parsed(get_settings().ratelimit_default)
+    if max_requests is None and expiry is None:
+        return default
+    return RateLimit(max_requests or default.max_requests, expiry or default.expiry)
+
+
+@lru_cache(maxsize=8)
+def _parsed(text: str) -> RateLimit:
+    return parse_rate_limit(text)

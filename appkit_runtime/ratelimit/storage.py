@@ -1,0 +1,124 @@
+"""Storage primitives over one Redis (or Redis Cluster) client, sync and async side by side.
+
+This is the storage edge: every Redis call of the rate limiter goes through these classes,
+and any client error leaves them as `StorageError`, so callers handle one exception type.
+Scripts are registered once per client object (redis-py sends them by SHA and reloads them
+on `NOSCRIPT`), never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from appkit_runtime.errors import StorageError
+from appkit_runtime.ratelimit.scripts import (
+    OVERRIDE_DELETE_LUA,
+    OVERRIDE_SET_LUA,
+    PROJECT_RATE_LIMITER_LUA,
+)
+
+_BACKEND_ERRORS = (RedisError, RedisClusterException, OSError)
+
+
+def storage_error(error: BaseException) -> StorageError:
+    """The one translation of a Redis client error into the runtime's `StorageError`."""
+    return StorageError(f"Redis is unavailable: {type(error).__name__}: {error}")
+
+
+class RedisStorage:
+    """Synchronous primitives: the limiter script, for sync views."""
+
+    def __init__(self, client: Any) -> None:
+        self._limiter = client.register_script(PROJECT_RATE_LIMITER_LUA)
+
+    def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
+        try:
+            return self._limiter(keys, args)
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+
+
+class AsyncRedisStorage:
+    """Asynchronous primitives: the limiter script and the override hashes with their index."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._limiter = client.register_script(PROJECT_RATE_LIMITER_LUA)
+        self._set_override = client.register_script(OVERRIDE_SET_LUA)
+        self._delete_overrides = client.register_script(OVERRIDE_DELETE_LUA)
+
+    async def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
+        try:
+            return await self._limiter(keys, args)
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+
+    async def write_override(
+        self, key: str, index_key: str, path: str, max_requests: int, expiry: int
+    ) -> None:
+        """Store the override hash and add its route to the index, in one atomic step."""
+        try:
+            await self._set_override([key, index_key], [path, max_requests, expiry])
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+
+    async def read_overrides(self, keys: Sequence[str]) -> list[list[bytes | None]]:
+        """`[max_requests, expiry]` of each override hash, in one pipeline."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, "max_requests", "expiry")
+                return await pipe.execute()
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+
+    async def index_members(self, index_key: str) -> list[str]:
+        """The routes listed in an override index, sorted."""
+        try:
+            members = await self._client.smembers(index_key)
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def delete_overrides(
+        self, index_key: str, keys: Sequence[str], paths: Sequence[str]
+    ) -> int:
+        """Delete override hashes and their index entries atomically; how many existed."""
+        try:
+            return int(await self._delete_overrides([index_key, *keys], list(paths)))
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+
+
+# A registered script holds its client, so a weak map keyed by the client would keep it alive
+# forever. Async storages are therefore kept per event loop, like the async clients they wrap,
+# and go away with their loop; sync clients are process-wide and so are their storages.
+_sync_storages: dict[Any, RedisStorage] = {}
+_async_storages: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, AsyncRedisStorage]] = (
+    WeakKeyDictionary()
+)
+
+
+def storage_for(client: Any) -> RedisStorage:
+    """The storage of a synchronous client, made (and its script registered) once."""
+    storage = _sync_storages.get(client)
+    if storage is None:
+        storage = _sync_storages.setdefault(client, RedisStorage(client))
+    return storage
+
+
+def async_storage_for(client: Any) -> AsyncRedisStorage:
+    """The storage of an async client on the running loop, made (scripts registered) once."""
+    loop = asyncio.get_running_loop()
+    storages = _async_storages.get(loop)
+    if storages is None:
+        storages = _async_storages[loop] = {}
+    storage = storages.get(client)
+    if storage is None:
+        storage = storages[client] = AsyncRedisStorage(client)
+    return storage

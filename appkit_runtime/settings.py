@@ -250,9 +250,22 @@ def _environ() -> dict[str, str]:
     return values
 
 
+_service_name: str | None = None
+
+
+def use_service_name(name: str) -> Settings:
+    """Make `name` the service name wherever `APPKIT_SERVICE_NAME` is unset; re-read settings."""
+    global _service_name
+    _service_name = name
+    get_settings.cache_clear()
+    return get_settings()
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment (and `.env`), with `overrides` on top."""
     environ = _environ()
+    if _service_name is not None and f"{ENV_PREFIX}SERVICE_NAME" not in environ:
+        overrides.setdefault("service_name", _service_name)
     named = {
         "redis_urls": _named_urls(environ, "REDIS_URL"),
         "database_urls": _named_urls(environ, "DATABASE_URL"),

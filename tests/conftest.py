@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -16,6 +23,47 @@ if not POSTGRES_URL.startswith("postgres"):
     POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 1):
+            return True
+    except OSError:
+        return False
+
+
+@functools.cache
+def _missing_servers() -> dict[str, str]:
+    """Servers the integration tests need that do not answer, with how to get them."""
+    missing = {}
+    if not _answers(REDIS_URL):
+        missing["redis"] = f"Redis does not answer at {REDIS_URL}"
+    if not _answers(POSTGRES_URL):
+        missing["postgres"] = f"PostgreSQL does not answer at {POSTGRES_URL}"
+    if shutil.which("redis-server") is None:
+        missing["redis_server"] = "the redis-server binary is not installed"
+    return missing
+
+
+# Using one of these fixtures marks a test as needing that server.
+_FIXTURE_NEEDS = {"real_redis": "redis", "redis_server": "redis_server"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked redis/postgres/redis_server need real servers: fail under CI, else skip."""
+    needs = {m for m in ("redis", "postgres", "redis_server") if item.get_closest_marker(m)}
+    needs |= {_FIXTURE_NEEDS[f] for f in getattr(item, "fixturenames", ()) if f in _FIXTURE_NEEDS}
+    for need in sorted(needs):
+        if need in _missing_servers():
+            reason = _missing_servers()[need]
+            if IN_CI:
+                pytest.fail(f"{reason}; CI never skips integration tests", pytrace=False)
+            pytest.skip(f"{reason} (outside CI integration tests are skipped)")
+
+
 @pytest.fixture
 def real_redis(monkeypatch: pytest.MonkeyPatch) -> str:
     """Point every Redis dependency at the real server."""
@@ -23,7 +71,7 @@ def real_redis(monkeypatch: pytest.MonkeyPatch) -> str:
     return REDIS_URL
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]
 ) -> str:
@@ -31,3 +79,60 @@ def database_url(
     url = f"sqlite:///{tmp_path}/test.db" if request.param == "sqlite" else POSTGRES_URL
     monkeypatch.setenv("APPKIT_DATABASE_URL", url)
     return url
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A `redis-server` this test owns on a loopback port: start, kill and restart it."""
+
+    def __init__(self, port: int, directory: str) -> None:
+        self.port = port
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: os.PathLike[str]) -> Iterator[RedisServer]:
+    """A private redis-server, not yet started, killed after the test."""
+    server = RedisServer(free_port(), str(tmp_path))
+    yield server
+    server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -19,7 +18,7 @@ from appkit_runtime.fastapi.health import router as health_router
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
 from appkit_runtime.fastapi.route_order import check_route_order
 from appkit_runtime.redis_pools import close_redis_connections
-from appkit_runtime.settings import get_settings
+from appkit_runtime.settings import use_service_name
 
 logger = logging.getLogger("appkit_runtime")
 
@@ -39,11 +38,8 @@ def get_fastapi_app(
     pinged at start-up and by `/readyz` (pass `()` for a service without a database).
     Bad settings stop here with one line naming the variable.
     """
-    if "APPKIT_SERVICE_NAME" not in os.environ:
-        os.environ["APPKIT_SERVICE_NAME"] = name
-        get_settings.cache_clear()
     try:
-        settings = get_settings()
+        settings = use_service_name(name)
     except ConfigurationError as error:
         raise SystemExit(f"appkit: {error}") from None
     fastapi_kwargs.setdefault("title", name)

@@ -1,0 +1,1 @@
+"""Django adapter: decorators over the same framework-free core as the FastAPI dependencies."""

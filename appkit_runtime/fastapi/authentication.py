@@ -1,0 +1,121 @@
+"""`AuthenticateKey`: the FastAPI dependency that turns an API key into a `ProjectToken`.
+
+A repeated good key is served from the in-process cache: a hash, a dict lookup and an expiry
+check, with no Redis call and no thread hop. Misses go through `appkit_runtime.auth.resolve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+
+from appkit_runtime.auth.authorities import get_authority
+from appkit_runtime.auth.cache import LOCAL
+from appkit_runtime.auth.credentials import extract_key, key_digest, well_formed
+from appkit_runtime.auth.decisions import (
+    AUTHORITY_UNAVAILABLE,
+    INVALID_KEY,
+    MISSING_KEY,
+    Denial,
+    authorize,
+)
+from appkit_runtime.auth.resolve import resolve_async
+from appkit_runtime.errors import AuthorityUnavailable
+from appkit_runtime.tokens import ProjectToken
+
+SCHEME_NAME = "APIKey"
+_DESCRIPTION = "An API key, as `Authorization: Bearer <key>` or in the `X-API-Key` header."
+
+
+def auth_error(denial: Denial) -> HTTPException:
+    """The `HTTPException` for a denial: 401 with `WWW-Authenticate`, 403, or 503."""
+    return HTTPException(
+        status_code=denial.status, detail=denial.detail, headers=dict(denial.headers) or None
+    )
+
+
+class FastAPIAuthenticateBase(SecurityBase):
+    """Authenticates a request; subclass and override `get_project_token` to plug in an
+    authority of your own (the default is the one `APPKIT_AUTH_BACKEND` names)."""
+
+    def __init__(
+        self,
+        product: str | None = None,
+        *,
+        scopes: Iterable[str] = (),
+        kind: str | None = None,
+        scheme_name: str = SCHEME_NAME,
+    ) -> None:
+        self.product = product
+        self.scopes = frozenset(scopes)
+        self.kind = kind
+        self.model = HTTPBearerModel(description=_DESCRIPTION)
+        self.scheme_name = scheme_name
+
+    async def __call__(self, request: Request) -> ProjectToken:
+        """The request's token, also stored on `request.state.project_token`."""
+        project_token = await self.authenticate(request)
+        request.state.project_token = project_token
+        return project_token
+
+    async def authenticate(self, request: Request) -> ProjectToken:
+        """Read the key, resolve it (cache, Redis, authority) and check product and scopes."""
+        headers = request.headers
+        key_token = extract_key(headers.get("authorization"), headers.get("x-api-key"))
+        if key_token is None:
+            raise auth_error(MISSING_KEY)
+        if not well_formed(key_token):
+            raise auth_error(INVALID_KEY)
+        digest = key_digest(key_token)
+        entry = LOCAL.get(digest)
+        if entry is not None:
+            project_token = entry[0]
+        else:
+            current_product, kind, request_method = self.product, self.kind, request.method
+            server = request.scope.get("server")
+            port = server[1] if server else None
+
+            async def ask() -> tuple[ProjectToken | None, float]:
+                return await run_in_threadpool(
+                    self.get_project_token,
+                    current_product,
+                    headers,
+                    key_token,
+                    kind,
+                    request_method,
+                    port,
+                )
+
+            try:
+                project_token = await resolve_async(digest, ask)
+            except AuthorityUnavailable:
+                raise auth_error(AUTHORITY_UNAVAILABLE) from None
+        if project_token is None:
+            raise auth_error(INVALID_KEY)
+        denial = authorize(project_token, self.product, self.scopes)
+        if denial is not None:
+            raise auth_error(denial)
+        return project_token
+
+    def get_project_token(
+        self,
+        current_product: str | None,
+        headers: Mapping[str, str],
+        key_token: str,
+        kind: str | None,
+        request_method: str,
+        port: int | None,
+    ) -> tuple[ProjectToken | None, float]:
+        """Ask the key authority (blocking; `authenticate` runs it in the threadpool)."""
+        return get_authority().get_project_token(
+            current_product, headers, key_token, kind, request_method, port
+        )
+
+
+class AuthenticateKey(FastAPIAuthenticateBase):
+    """`Depends(AuthenticateKey(product=None, scopes=()))`: 401, 403 or 503 unless the key
+    opens this endpoint; the first link of the protected chain."""

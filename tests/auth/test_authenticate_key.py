@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import pytest
+from fastapi import Depends, FastAPI
+from httpx import ASGITransport, AsyncClient
 
 from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.settings import RateLimit
@@ -74,9 +76,6 @@ async def test_good_key_is_200_and_put_on_request_state(client_for, api_key, how
 
 
 async def test_the_dependency_returns_the_full_token(api_key) -> None:
-    from fastapi import Depends, FastAPI
-    from httpx import ASGITransport, AsyncClient
-
     key = api_key("acme", "shop", key_id="k9", product="search", scopes=["read"], rate_limit="5/60")
     app = FastAPI()
 
@@ -128,8 +127,6 @@ async def test_cached_token_is_still_checked_for_product(client_for, api_key) ->
 
 
 def test_openapi_shows_the_security_scheme() -> None:
-    from fastapi import Depends, FastAPI
-
     app = FastAPI()
 
     @app.get("/items", dependencies=[Depends(AuthenticateKey())])

@@ -1,14 +1,9 @@
-"""Fixtures of the rate-limit tests: an isolated key prefix, tiny apps, private redis-servers."""
+"""Fixtures of the rate-limit tests: an isolated key prefix and tiny apps to limit."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -21,15 +16,11 @@ from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_settings, parse_rate_limit
 from appkit_runtime.tokens import ProjectToken
 
-SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
 
 @pytest.fixture(autouse=True)
-async def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+async def redis_prefix(monkeypatch: pytest.MonkeyPatch, real_redis: str) -> AsyncIterator[str]:
     """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
     prefix = f"test-rl-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setenv("APPKIT_REDIS_URL", SHARED_REDIS_URL)
     monkeypatch.setenv("APPKIT_REDIS_PREFIX", prefix)
     monkeypatch.setenv("APPKIT_RATELIMIT_DEFAULT", "100/60")
     for name in ("REDIS_URL_RATELIMIT", "RATELIMIT_HEADERS", "RATELIMIT_FAIL_OPEN"):
@@ -38,7 +29,7 @@ async def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     yield prefix
     await close_redis_connections()
     get_settings.cache_clear()
-    with redis.Redis.from_url(SHARED_REDIS_URL) as shared:
+    with redis.Redis.from_url(real_redis) as shared:
         keys = list(shared.scan_iter(match=f"{prefix}:*", count=1000))
         if keys:
             shared.delete(*keys)
@@ -100,59 +91,3 @@ async def client_factory() -> AsyncIterator[Callable[[FastAPI], httpx.AsyncClien
     yield make
     for client in clients:
         await client.aclose()
-
-
-class RedisServer:
-    """A redis-server of the test's own on a free loopback port; can be killed and restarted."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_ping(self.port)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_ping(port: int, attempts: int = 200) -> None:
-    for _ in range(attempts):
-        try:
-            with redis.Redis(port=port, socket_connect_timeout=0.2) as client:
-                client.ping()
-                return
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError(f"redis-server on port {port} did not start")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A started redis-server of this test's own, killed at the end."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()

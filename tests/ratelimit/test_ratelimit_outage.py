@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
@@ -22,9 +23,14 @@ def fail_open_total() -> float:
 
 @pytest.fixture
 def own_redis(redis_server: Any, ratelimit_redis: Callable[[str], None]) -> Any:
-    """The `ratelimit` Redis dependency pointed at this test's own redis-server."""
+    """The `ratelimit` Redis dependency pointed at this test's own, started, redis-server."""
+    redis_server.start()
     ratelimit_redis(redis_server.url)
     return redis_server
+
+
+def admin(server: Any) -> redis.Redis:
+    return redis.Redis.from_url(server.url)
 
 
 async def test_script_flush_between_two_requests(
@@ -33,8 +39,8 @@ async def test_script_flush_between_two_requests(
     client = client_factory(app_factory(max_requests=5, expiry=60))
 
     first = await client.get("/items/1")
-    with own_redis.client() as admin:
-        admin.script_flush()
+    with admin(own_redis) as server:
+        server.script_flush()
     second = await client.get("/items/1")
 
     assert (first.status_code, second.status_code) == (200, 200)
@@ -47,12 +53,12 @@ async def test_a_request_sends_one_command_the_script(
 ) -> None:
     client = client_factory(app_factory(max_requests=50, expiry=60))
     assert (await client.get("/items/1")).status_code == 200  # connects and loads the script
-    with own_redis.client() as admin:
-        admin.config_resetstat()
+    with admin(own_redis) as server:
+        server.config_resetstat()
 
         replies = [await client.get(f"/items/{n}") for n in range(10)]
 
-        stats = admin.info("commandstats")
+        stats = server.info("commandstats")
     assert {reply.status_code for reply in replies} == {200}
     calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
     assert calls.pop("evalsha") == 10
@@ -73,7 +79,7 @@ async def test_redis_killed_fails_open_or_closed_never_500_and_recovers(
     assert (await open_client.get("/items/1")).status_code == 200
     assert (await open_client.get("/items/1")).status_code == 429
 
-    own_redis.kill()
+    own_redis.stop()
     before = fail_open_total()
     failed_open = await open_client.get("/items/1")
     failed_closed = await closed_client.get("/items/1")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis import Redis
 
 from appkit_runtime.fastapi.ratelimit import (
     clear_project_rate_limit_overrides,
@@ -101,9 +102,10 @@ async def test_no_scan_or_keys_runs(
     redis_server: Any, ratelimit_redis: Callable[[str], None]
 ) -> None:
     # A redis-server of this test's own, so nobody else's commands end up in its stats.
+    redis_server.start()
     ratelimit_redis(redis_server.url)
     redis = get_async_redis_instance("ratelimit")
-    with redis_server.client() as admin:
+    with Redis.from_url(redis_server.url) as admin:
         admin.config_resetstat()
 
         for project in ("p", "q"):

@@ -1,0 +1,180 @@
+"""The `http` authority against a real HTTP server on 127.0.0.1 (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from appkit_runtime.auth import get_project_token
+from appkit_runtime.errors import AuthorityUnavailable
+from appkit_runtime.fastapi.authentication import AuthenticateKey
+from appkit_runtime.settings import RateLimit, get_settings
+from appkit_runtime.tokens import ProjectToken
+
+GOOD = "live-key-4f9a2c"
+OTHER = "live-key-77b1e0"
+TOKEN_JSON = {
+    "org_id": "acme",
+    "project_id": "shop",
+    "key_id": "k1",
+    "product": "search",
+    "scopes": ["read"],
+    "rate_limit": "100/60",
+    "ttl": 120,
+}
+
+
+class AuthService(ThreadingHTTPServer):
+    """A key authority: answers from `answers` (status, body) by key, records what it got."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.answers: dict[str, tuple[int, Any]] = {}
+        self.received: list[dict[str, Any]] = []
+        self.delay = 0.0
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/keys/resolve"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: AuthService
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.received.append({"body": body, "headers": dict(self.headers)})
+        time.sleep(self.server.delay)
+        status, answer = self.server.answers.get(body["key"], (404, {"detail": "unknown"}))
+        data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the default handler writes every request to stderr."""
+
+
+@pytest.fixture
+def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthService]:
+    server = AuthService()
+    server.answers[GOOD] = (200, TOKEN_JSON)
+    server.answers[OTHER] = (200, {**TOKEN_JSON, "key_id": "k2"})
+    monkeypatch.setenv("APPKIT_AUTH_BACKEND", "http")
+    monkeypatch.setenv("APPKIT_AUTH_URL", server.url)
+    monkeypatch.setenv("APPKIT_AUTH_TIMEOUT", "0.5")
+    get_settings.cache_clear()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever happens in these tests, no log record holds key material."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        message = record.getMessage()
+        assert GOOD not in message and OTHER not in message and "live-key" not in message
+
+
+async def test_a_running_authority_answers_200_with_its_token(service, client_for) -> None:
+    response = await client_for(AuthenticateKey()).get(
+        "/items", headers={"Authorization": f"Bearer {GOOD}", "Cookie": "session=1"}
+    )
+    assert response.status_code == 200
+    assert response.json()["org_id"] == "acme"
+
+    (request,) = service.received
+    assert request["body"]["key"] == GOOD
+    assert request["body"]["method"] == "GET"
+    assert request["body"]["product"] is None
+    forwarded = request["body"]["headers"]
+    assert "authorization" not in forwarded and "cookie" not in forwarded
+    assert forwarded["host"] == "test"
+
+
+def test_the_token_carries_every_field(service) -> None:
+    token, ttl = get_project_token("search", {}, GOOD, "job", "POST", 443)
+    assert token == ProjectToken(
+        "acme", "shop", "k1", "search", frozenset({"read"}), RateLimit(100, 60)
+    )
+    assert ttl == 120
+    assert service.received[0]["body"] | {"headers": {}} == {
+        "key": GOOD,
+        "product": "search",
+        "kind": "job",
+        "method": "POST",
+        "port": 443,
+        "headers": {},
+    }
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_refusals_are_invalid_keys(service, client_for, status) -> None:
+    service.answers["refused-key"] = (status, {"detail": "no"})
+    response = await client_for(AuthenticateKey()).get(
+        "/items", headers={"X-API-Key": "refused-key"}
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(500, {"detail": "boom"}), (429, {}), (200, b"not json"), (200, {"org_id": "acme"})],
+    ids=["500", "429", "garbage", "no-project"],
+)
+async def test_failures_are_503_with_retry_after(service, client_for, answer) -> None:
+    service.answers["odd-key"] = answer
+    response = await client_for(AuthenticateKey()).get("/items", headers={"X-API-Key": "odd-key"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {"detail": "Key authority unavailable, retry later"}
+
+
+async def test_a_slow_authority_times_out_into_503(service, client_for) -> None:
+    service.delay = 1.5
+    response = await client_for(AuthenticateKey()).get("/items", headers={"X-API-Key": GOOD})
+    assert response.status_code == 503
+    assert "retry-after" in response.headers
+
+
+async def test_stopped_authority_is_503_unless_the_key_is_cached(service, client_for) -> None:
+    client = client_for(AuthenticateKey())
+    assert (await client.get("/items", headers={"X-API-Key": GOOD})).status_code == 200
+
+    service.stop()
+    cached = await client.get("/items", headers={"X-API-Key": GOOD})
+    uncached = await client.get("/items", headers={"X-API-Key": OTHER})
+
+    assert cached.status_code == 200
+    assert uncached.status_code == 503
+    assert uncached.headers["retry-after"] == "1"
+    assert OTHER not in uncached.text
+
+
+def test_a_refused_connection_raises_authority_unavailable(service) -> None:
+    service.stop()
+    with pytest.raises(AuthorityUnavailable, match="unreachable"):
+        get_project_token(None, {}, GOOD, None, "GET", None)

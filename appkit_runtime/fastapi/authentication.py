@@ -38,6 +38,14 @@ def auth_error(denial: Denial) -> HTTPException:
     )
 
 
+def _server_port(request: Request) -> int:
+    """The port the server listens on, else the scheme's default."""
+    server = request.scope.get("server")
+    if server and server[1]:
+        return int(server[1])
+    return 443 if request.url.scheme in ("https", "wss") else 80
+
+
 class FastAPIAuthenticateBase(SecurityBase):
     """Authenticates a request; subclass and override `get_project_token` to plug in an
     authority of your own (the default is the one `APPKIT_AUTH_BACKEND` names)."""
@@ -76,8 +84,7 @@ class FastAPIAuthenticateBase(SecurityBase):
             project_token = entry[0]
         else:
             current_product, kind, request_method = self.product, self.kind, request.method
-            server = request.scope.get("server")
-            port = server[1] if server else None
+            port = _server_port(request)
 
             async def ask() -> tuple[ProjectToken | None, float]:
                 return await run_in_threadpool(

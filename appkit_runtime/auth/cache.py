@@ -6,6 +6,7 @@ The hit path is one dict lookup and one clock read.
 
 from __future__ import annotations
 
+import threading
 from time import monotonic
 
 from appkit_runtime.tokens import ProjectToken
@@ -17,10 +18,11 @@ MAX_ENTRIES = 100_000
 class TTLCache:
     """A bounded dict of entries that expire; the oldest entry goes first when it is full."""
 
-    __slots__ = ("_entries", "max_entries")
+    __slots__ = ("_entries", "_lock", "max_entries")
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: dict[bytes, Entry] = {}
+        self._lock = threading.Lock()  # writers only (Django threads); reads need none
         self.max_entries = max_entries
 
     def get(self, digest: bytes) -> Entry | None:
@@ -32,12 +34,13 @@ class TTLCache:
 
     def put(self, digest: bytes, token: ProjectToken | None, ttl: float) -> None:
         """Keep `token` (None: invalid key) for `ttl` seconds; a ttl of 0 or less keeps nothing."""
-        if ttl <= 0:
-            self._entries.pop(digest, None)
-            return
-        if digest not in self._entries and len(self._entries) >= self.max_entries:
-            self._make_room()
-        self._entries[digest] = (token, monotonic() + ttl)
+        with self._lock:
+            if ttl <= 0:
+                self._entries.pop(digest, None)
+                return
+            if digest not in self._entries and len(self._entries) >= self.max_entries:
+                self._make_room()
+            self._entries[digest] = (token, monotonic() + ttl)
 
     def discard(self, digest: bytes) -> None:
         """Forget `digest`."""

@@ -96,3 +96,14 @@ def test_api_key_fixture_registers_a_fresh_key(api_key) -> None:
         "acme", "shop", "k", "p", frozenset({"a"}), RateLimit(7, 70)
     )
     assert ask(second)[0] == ProjectToken("org", "project")
+
+
+def test_api_key_fixture_keys_live_for_one_test_only(request) -> None:
+    keys: list[str] = []
+
+    def gone_after_teardown() -> None:  # runs after the fixture's teardown (finalizers are LIFO)
+        assert [ask(key)[0] for key in keys] == [None]
+
+    request.addfinalizer(gone_after_teardown)
+    keys.append(request.getfixturevalue("api_key")())
+    assert ask(keys[0])[0] == ProjectToken("org", "project")

@@ -42,13 +42,10 @@ class TTLCache:
                 self._make_room()
             self._entries[digest] = (token, monotonic() + ttl)
 
-    def discard(self, digest: bytes) -> None:
-        """Forget `digest`."""
-        self._entries.pop(digest, None)
-
     def clear(self) -> None:
         """Forget everything."""
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

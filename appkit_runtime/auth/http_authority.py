@@ -7,6 +7,7 @@ anything else, a time-out or a refused connection → `AuthorityUnavailable`.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,13 @@ def _optional_str(value: Any) -> str | None:
 
 def _rate_limit(value: Any) -> RateLimit | None:
     return parse_rate_limit(value) if value is not None else None
+
+
+def _ttl(value: Any) -> float:
+    ttl = float(value)
+    if not math.isfinite(ttl) or ttl < 0:
+        raise ValueError("ttl must be a finite number of seconds, at least 0")
+    return ttl
 
 
 def token_from_json(body: Any) -> ProjectToken:
@@ -98,7 +106,7 @@ class HttpAuthority:
             raise AuthorityUnavailable(f"key authority answered HTTP {response.status_code}")
         try:
             body = response.json()
-            return token_from_json(body), float(body.get("ttl", self.cache_ttl))
+            return token_from_json(body), _ttl(body.get("ttl", self.cache_ttl))
         except (TypeError, KeyError, ValueError, AttributeError):
             raise AuthorityUnavailable("key authority answered 200 without a token") from None
 

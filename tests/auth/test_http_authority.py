@@ -142,8 +142,15 @@ async def test_refusals_are_invalid_keys(service, client_for, status) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    [(500, {"detail": "boom"}), (429, {}), (200, b"not json"), (200, {"org_id": "acme"})],
-    ids=["500", "429", "garbage", "no-project"],
+    [
+        (500, {"detail": "boom"}),
+        (429, {}),
+        (200, b"not json"),
+        (200, {"org_id": "acme"}),
+        (200, {**TOKEN_JSON, "ttl": -1}),
+        (200, {**TOKEN_JSON, "scopes": "read"}),
+    ],
+    ids=["500", "429", "garbage", "no-project", "negative-ttl", "scopes-not-a-list"],
 )
 async def test_failures_are_503_with_retry_after(service, client_for, answer) -> None:
     service.answers["odd-key"] = answer

@@ -25,7 +25,7 @@ FAIL_OPEN_TOTAL = Counter(
     "Requests let through unlimited because the rate-limit Redis could not be reached",
 )
 
-_last_logged = -LOG_INTERVAL_SECONDS
+_last_logged: float | None = None
 _unlogged = 0
 
 
@@ -41,7 +41,7 @@ def record_failure(error: StorageError, *, failed_open: bool) -> None:
         FAIL_OPEN_TOTAL.inc()
     _unlogged += 1
     now = time.monotonic()
-    if now - _last_logged < LOG_INTERVAL_SECONDS:
+    if _last_logged is not None and now - _last_logged < LOG_INTERVAL_SECONDS:
         return
     policy = "letting requests through" if failed_open else "answering 503"
     logger.warning(

@@ -11,6 +11,7 @@ import redis
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from appkit_runtime.ratelimit import failure
 from appkit_runtime.settings import get_settings
 
 AppFactory = Callable[..., FastAPI]
@@ -102,3 +103,25 @@ async def test_redis_killed_fails_open_or_closed_never_500_and_recovers(
     own_redis.start()
     codes = [(await open_client.get("/items/1")).status_code for _ in range(2)]
     assert codes == [200, 429]
+
+
+async def test_an_outage_is_logged_once_per_interval_and_every_request_counted(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    redis_server: Any,
+    ratelimit_redis: Callable[[str], None],
+    app_factory: AppFactory,
+    client_factory: ClientFactory,
+) -> None:
+    monkeypatch.setattr(failure, "_last_logged", None)
+    ratelimit_redis(redis_server.url)  # never started: nothing listens there
+    client = client_factory(app_factory(max_requests=1, expiry=60))
+    before = fail_open_total()
+
+    codes = [(await client.get("/items/1")).status_code for _ in range(3)]
+
+    assert codes == [200, 200, 200]
+    assert fail_open_total() == before + 3
+    warnings = [r for r in caplog.records if r.name == "appkit_runtime.ratelimit"]
+    assert len(warnings) == 1
+    assert "letting requests through" in warnings[0].getMessage()

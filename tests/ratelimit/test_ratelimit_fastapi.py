@@ -173,3 +173,19 @@ async def test_missing_token_is_a_route_order_error(
 def test_bad_limiter_arguments_fail_at_construction(options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must be an integer of at least 1"):
         ProjectRateLimiter(**options)  # type: ignore[arg-type]
+
+
+async def test_embedded_memory_redis_runs_the_same_script(
+    app_factory: AppFactory,
+    client_factory: ClientFactory,
+    ratelimit_redis: Callable[[str], None],
+) -> None:
+    # memory:// is fakeredis with Lua: the embedded default of a new service.
+    ratelimit_redis(f"memory://ratelimit-{id(app_factory)}")
+    client = client_factory(app_factory(max_requests=2, expiry=60))
+
+    redis = get_async_redis_instance("ratelimit")
+    await set_rate_limit_override(redis, "org-1", "p2", "/items/{item_id}", 3, 60)
+
+    assert await statuses(client, 5) == {200: 2, 429: 3}
+    assert await statuses(client, 5, **{"x-project": "p2"}) == {200: 3, 429: 2}

@@ -50,6 +50,9 @@ class ProjectRateLimiter:
     `fail_open` (default `APPKIT_RATELIMIT_FAIL_OPEN`) decides what happens when Redis is down.
     """
 
+    # Read by the start-up check that AuthenticateKey runs before this dependency.
+    appkit_chain_role = "ratelimit"
+
     def __init__(
         self,
         max_requests: int | None = None,

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis as sync_redis
 import redis.asyncio as async_redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.settings import get_settings
@@ -68,6 +70,10 @@ def close_sync_redis_connections() -> None:
         _sync_clients.clear()
     for client in clients:
         client.close()
+        # A client given its own pool does not close it: disconnect the sockets here.
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
 
 
 def _make_client(url: str, *, asynchronous: bool) -> Any:
@@ -78,23 +84,30 @@ def _make_client(url: str, *, asynchronous: bool) -> Any:
         plain = urlunsplit(urlsplit(url)._replace(scheme=scheme.removesuffix("+cluster")))
         cluster = async_redis.RedisCluster if asynchronous else sync_redis.RedisCluster
         return cluster.from_url(plain)
-    # A hung Redis must not hold requests for redis-py's 5 s default; URL options still win.
     if asynchronous:
-        pool = async_redis.ConnectionPool.from_url(url, **_timeouts(url))
+        pool = async_redis.BlockingConnectionPool.from_url(url, **_pool_options(url))
         return async_redis.Redis(connection_pool=pool)
-    return sync_redis.Redis(
-        connection_pool=sync_redis.ConnectionPool.from_url(url, **_timeouts(url))
-    )
+    pool = sync_redis.BlockingConnectionPool.from_url(url, **_pool_options(url))
+    return sync_redis.Redis(connection_pool=pool)
 
 
-def _timeouts(url: str) -> dict[str, float]:
-    """Socket timeouts of one second, unless the URL's query sets its own."""
+def _pool_options(url: str) -> dict[str, Any]:
+    """Pool defaults for serving traffic; options in the URL's query still win.
+
+    A hung Redis must not hold a request for redis-py's 5 s socket default or its retries
+    (fail-open depends on failing fast), and a burst beyond the pool waits for a connection
+    instead of failing: redis-py's plain pool raises at once when all are in use.
+    """
     query = urlsplit(url).query
-    return {
-        option: 1.0
-        for option in ("socket_timeout", "socket_connect_timeout")
-        if f"{option}=" not in query
+    options: dict[str, Any] = {
+        "socket_timeout": 1.0,
+        "socket_connect_timeout": 1.0,
+        "max_connections": 50,
+        "timeout": 2.0,
     }
+    options = {name: value for name, value in options.items() if f"{name}=" not in query}
+    options["retry"] = Retry(NoBackoff(), 1)
+    return options
 
 
 def _fake_client(url: str, *, asynchronous: bool) -> Any:

@@ -129,3 +129,9 @@ def authenticate_key(
         return sync_wrapper
 
     return decorator
+
+
+# The module map's one import path for every Django decorator.
+from appkit_runtime.django.ratelimit import rate_limit  # noqa: E402
+
+__all__ = ["authenticate_key", "error_response", "rate_limit"]

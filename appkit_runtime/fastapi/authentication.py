@@ -50,6 +50,8 @@ class FastAPIAuthenticateBase(SecurityBase):
     """Authenticates a request; subclass and override `get_project_token` to plug in an
     authority of your own (the default is the one `APPKIT_AUTH_BACKEND` names)."""
 
+    appkit_chain_role = "auth"
+
     def __init__(
         self,
         product: str | None = None,

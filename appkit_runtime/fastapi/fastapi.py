@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
+from appkit_runtime.auth.http_authority import close_http_authority
 from appkit_runtime.db import dispose_engines
 from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.fastapi.health import readiness_checks
@@ -19,6 +20,7 @@ from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
 from appkit_runtime.fastapi.route_order import check_route_order
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import use_service_name
+from appkit_runtime.usage import usage_flusher
 
 logger = logging.getLogger("appkit_runtime")
 
@@ -57,8 +59,6 @@ def _runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         check_route_order(app)
-        from appkit_runtime.usage import usage_flusher
-
         await _log_unready(app)
         try:
             async with usage_flusher():
@@ -70,6 +70,7 @@ def _runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
         finally:
             await close_redis_connections()
             await dispose_engines()
+            close_http_authority()
 
     return lifespan
 

@@ -15,6 +15,8 @@ class AddJobToMetrics:
     `product` defaults to the token's product; both default to `"default"`.
     """
 
+    appkit_chain_role = "metrics"
+
     def __init__(self, product: str | None = None, kind: str | None = None) -> None:
         self.product = product
         self.kind = kind

@@ -17,6 +17,9 @@ import pytest
 import pytest_asyncio
 
 from appkit_runtime.settings import Settings, get_settings
+from appkit_runtime.testing.keys import api_key, reset_auth_caches
+
+__all__ = ["api_key", "app", "app_client", "appkit_settings", "db_session", "redis"]
 
 logger = logging.getLogger("appkit_runtime.testing")
 
@@ -30,10 +33,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _clear_runtime_caches() -> None:
     get_settings.cache_clear()
-    try:
-        from appkit_runtime.testing.keys import reset_auth_caches
-    except ModuleNotFoundError:  # TEMPORARY until the auth fixtures land
-        return
     reset_auth_caches()
 
 

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _http_authority_has_a_url(self) -> Settings:
+        if self.auth_backend == "http" and not self.auth_url:
+            raise ConfigurationError(
+                "APPKIT_AUTH_URL: not set, and APPKIT_AUTH_BACKEND=http needs the authority's URL"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         if self.env != "production":
             return self

@@ -37,6 +37,10 @@ BAD_SETTINGS = [
         },
         "APPKIT_REDIS_URL_CACHE: memory:// is an in-process emulation",
     ),
+    (
+        {"APPKIT_AUTH_BACKEND": "http"},
+        "APPKIT_AUTH_URL: not set, and APPKIT_AUTH_BACKEND=http needs the authority's URL",
+    ),
     ({"APPKIT_RATELIMIT_DEFAULT": "ten"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     ({"APPKIT_RATELIMIT_DEFAULT": "0/60"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     (

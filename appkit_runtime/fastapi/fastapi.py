@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
-from appkit_runtime.auth.http_authority import close_http_authority
-from appkit_runtime.db import dispose_engines
 from appkit_runtime.errors import ConfigurationError
-from appkit_runtime.fastapi.health import readiness_checks
 from appkit_runtime.fastapi.health import router as health_router
+from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
-from appkit_runtime.fastapi.route_order import check_route_order
-from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import use_service_name
-from appkit_runtime.usage import usage_flusher
 
 logger = logging.getLogger("appkit_runtime")
-
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
 
 def get_fastapi_app(
@@ -45,42 +37,15 @@ def get_fastapi_app(
     except ConfigurationError as error:
         raise SystemExit(f"appkit: {error}") from None
     fastapi_kwargs.setdefault("title", name)
-    app = FastAPI(lifespan=_runtime_lifespan(lifespan), **fastapi_kwargs)
+    app = FastAPI(lifespan=runtime_lifespan(lifespan), **fastapi_kwargs)
     app.state.appkit_databases = tuple(databases)
     app.include_router(health_router)
     app.add_middleware(RequestMetricsMiddleware, service=settings.service_name)
+    app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(ConnectionError, _unavailable)
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(DisconnectionError, _database_unavailable)
     return app
-
-
-def _runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        check_route_order(app)
-        await _log_unready(app)
-        try:
-            async with usage_flusher():
-                if user_lifespan is None:
-                    yield None
-                else:
-                    async with user_lifespan(app) as state:
-                        yield state
-        finally:
-            await close_redis_connections()
-            await dispose_engines()
-            close_http_authority()
-
-    return lifespan
-
-
-async def _log_unready(app: FastAPI) -> None:
-    """Start even when a dependency is down (fail-open keeps serving); say so once."""
-    checks = await readiness_checks(app.state.appkit_databases)
-    failing = {label: result for label, result in checks.items() if result != "ok"}
-    if failing:
-        logger.error("not ready at start-up, /readyz answers 503: %s", failing)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,82 @@
+"""The runtime's lifespan, wrapped around the service's own, and its one-line start-up errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appkit_runtime.auth.http_authority import close_http_authority
+from appkit_runtime.db import dispose_engines
+from appkit_runtime.errors import AppkitError
+from appkit_runtime.fastapi.health import readiness_checks
+from appkit_runtime.fastapi.route_order import check_route_order
+from appkit_runtime.redis_pools import close_redis_connections
+from appkit_runtime.usage import usage_flusher
+
+logger = logging.getLogger("appkit_runtime")
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
+    """Check routes, report unready dependencies, flush usage; close everything at the end."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        try:
+            check_route_order(app)
+        except AppkitError as error:
+            app.state.appkit_startup_error = f"appkit: {error}"
+            raise
+        await _log_unready(app)
+        try:
+            async with usage_flusher():
+                if user_lifespan is None:
+                    yield None
+                else:
+                    async with user_lifespan(app) as state:
+                        yield state
+        finally:
+            await close_redis_connections()
+            await dispose_engines()
+            close_http_authority()
+
+    return lifespan
+
+
+async def _log_unready(app: FastAPI) -> None:
+    """Start even when a dependency is down (fail-open keeps serving); say so once."""
+    checks = await readiness_checks(app.state.appkit_databases)
+    failing = {label: result for label, result in checks.items() if result != "ok"}
+    if failing:
+        logger.error("not ready at start-up, /readyz answers 503: %s", failing)
+
+
+class StartupErrorMiddleware:
+    """Report the runtime's own start-up refusals as their one line, not a traceback.
+
+    Starlette sends the traceback as the `lifespan.startup.failed` message, which servers
+    print; a refusal the runtime raised on purpose replaces it with its message.
+    """
+
+    def __init__(self, app: ASGIApp, *, state_owner: FastAPI) -> None:
+        self.app = app
+        self.state_owner = state_owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_short_failure(message: Message) -> None:
+            line = getattr(self.state_owner.state, "appkit_startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and line:
+                message = {**message, "message": line}
+            await send(message)
+
+        await self.app(scope, receive, send_short_failure)

@@ -1,0 +1,1 @@
+"""One small app module per bench variant, all serving the same endpoint."""

@@ -1,0 +1,189 @@
+"""Side by side: the protected endpoint against the bare one, fastapi-limiter and slowapi.
+
+Run from the repository root: `python -m bench.hot_path` (`--help` for the flags). Each
+variant runs in its own uvicorn process (one worker, own loopback port) over one Redis that
+the bench starts; rounds are interleaved (A B C D A B C D ...) and ratios are taken within
+a round, so the machine's noise cancels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from bench._load import LoadResult, run_python, run_wrk, wrk_path, wrk_version
+from bench._monitor import Monitor
+from bench._redis_server import BenchRedis
+from bench._report import VariantRun, machine_lines, table, target_table, targets
+from bench._servers import Server
+from bench.apps.common import API_KEY, URL_PATH, appkit_environment
+
+VARIANTS = {
+    "bare": "bench.apps.bare:app",
+    "appkit-open": "bench.apps.appkit_open:app",
+    "protected": "bench.apps.protected:app",
+    "fastapi-limiter": "bench.apps.fastapi_limiter_app:app",
+    "slowapi": "bench.apps.slowapi_app:app",
+}
+APPKIT_VARIANTS = {"appkit-open", "protected"}
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+WARMUP_REQUESTS = 1_000
+
+Load = Callable[[str, float], LoadResult]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    names = args.variants or list(VARIANTS)
+    unknown = set(names) - set(VARIANTS)
+    if unknown or "bare" not in names:
+        raise SystemExit(f"bench: variants must include bare and be among {list(VARIANTS)}")
+    load, tool = _load_function(args.load, args.connections)
+    uvicorn_line = _uvicorn_line(args.uvicorn_arg)
+    header = machine_lines(tool, uvicorn_line)
+    print("\n".join(header), flush=True)
+
+    runs = {name: VariantRun(name) for name in names}
+    with BenchRedis() as redis_server:
+        header.append(f"redis-server {redis_server.version()} on its own port")
+        servers = {name: _server(name, redis_server.url, args.uvicorn_arg) for name in names}
+        try:
+            for server in servers.values():
+                server.start()
+            for server in servers.values():
+                server.wait_ready(URL_PATH, HEADERS)
+            served = dict.fromkeys(names, 1)
+            for name, server in servers.items():
+                served[name] += _count_run(server, WARMUP_REQUESTS, args.connections).requests
+            rss_start = servers["protected"].rss_kib() if "protected" in servers else None
+
+            for number in range(1, args.rounds + 1):
+                for name, server in servers.items():
+                    result = load(server.base_url + URL_PATH, args.seconds)
+                    runs[name].rounds.append(result)
+                    served[name] += result.requests
+                    print(
+                        f"round {number} {name:>16}: {result.rps:8,.0f} req/s  "
+                        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                        f"errors {result.errors}",
+                        flush=True,
+                    )
+
+            for name, server in servers.items():
+                redis_server.wait_idle()
+                with Monitor(redis_server.port) as tally:
+                    result = _count_run(server, args.count_requests, args.connections)
+                runs[name].commands, runs[name].counted_requests = tally, result.requests
+                served[name] += result.requests
+
+            rss_end = None
+            if rss_start is not None and args.memory_requests:
+                protected = servers["protected"]
+                rps = runs["protected"].rps
+                while served["protected"] < args.memory_requests:
+                    remaining = args.memory_requests - served["protected"]
+                    seconds = min(60.0, max(1.0, remaining / rps + 0.5))
+                    served["protected"] += load(protected.base_url + URL_PATH, seconds).requests
+                rss_end = protected.rss_kib()
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    growth = None
+    lines = ["", *table(runs, "bare"), ""]
+    for name, run in runs.items():
+        if run.commands is not None:
+            client = dict(run.commands.client.most_common())
+            script = dict(run.commands.script.most_common())
+            lines.append(
+                f"- {name}: client-sent {client}; inside scripts {script} "
+                f"(over {run.counted_requests} requests)"
+            )
+    if rss_start is not None and rss_end is not None:
+        growth = abs(rss_end - rss_start) / rss_start * 100
+        lines.append(
+            f"- protected RSS: {rss_start / 1024:.1f} MiB after {WARMUP_REQUESTS + 1:,} "
+            f"requests, {rss_end / 1024:.1f} MiB after {served['protected']:,}"
+        )
+    lines.append(f"- load average at end: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
+    lines += ["", *target_table(targets(runs, growth))]
+    print("\n".join(lines))
+    if args.markdown:
+        with open(args.markdown, "w") as out:
+            out.write("\n".join(["```", *header, "```", *lines]) + "\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.hot_path", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--count-requests",
+        type=int,
+        default=2_000,
+        help="requests per variant for the Redis command count",
+    )
+    parser.add_argument(
+        "--memory-requests",
+        type=int,
+        default=100_000,
+        help="protected requests before the second RSS reading (0: skip)",
+    )
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS))
+    parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--uvicorn-arg",
+        action="append",
+        default=[],
+        help="extra uvicorn argument, e.g. --uvicorn-arg=--loop=uvloop",
+    )
+    parser.add_argument("--markdown", help="also write the report to this file")
+    return parser
+
+
+def _load_function(choice: str, connections: int) -> tuple[Load, str]:
+    wrk = wrk_path() if choice != "python" else None
+    if choice == "wrk" and wrk is None:
+        raise SystemExit("bench: wrk not found (apt-get install wrk)")
+    if wrk is not None:
+        return (
+            lambda url, seconds: run_wrk(wrk, url, HEADERS, seconds, connections),
+            f"{wrk_version(wrk)} -t1 -c{connections}",
+        )
+    return (
+        lambda url, seconds: run_python(url, HEADERS, seconds=seconds, connections=connections),
+        f"bench's Python client, {connections} connections (wrk not found; its figures "
+        "are lower and the client competes for the same cores)",
+    )
+
+
+def _count_run(server: Server, count: int, connections: int) -> LoadResult:
+    return run_python(server.base_url + URL_PATH, HEADERS, count=count, connections=connections)
+
+
+def _server(name: str, redis_url: str, uvicorn_args: list[str]) -> Server:
+    env = {"BENCH_REDIS_URL": redis_url}
+    if name in APPKIT_VARIANTS:
+        env |= appkit_environment(redis_url)
+    return Server(name, VARIANTS[name], env=env, uvicorn_args=tuple(uvicorn_args))
+
+
+def _uvicorn_line(extra: list[str]) -> str:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn, 1 worker, --loop auto ({loop}) --http auto ({http}), no access log" + (
+        f", {' '.join(extra)}" if extra else ""
+    )
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    code = main()
+    print(f"bench took {time.monotonic() - started:.0f} s", file=sys.stderr)
+    sys.exit(code)

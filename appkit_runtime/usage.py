@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -129,6 +130,15 @@ class UsageCounts:
 
 
 usage_counts = UsageCounts()
+
+
+def _fresh_counts_in_child() -> None:
+    # A forked worker must not flush its parent's counts again nor share its sequence.
+    global usage_counts
+    usage_counts = UsageCounts()
+
+
+os.register_at_fork(after_in_child=_fresh_counts_in_child)
 _job_children: dict[tuple[str, str, str], Any] = {}
 _failing = False
 

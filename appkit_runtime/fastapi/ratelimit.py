@@ -1,7 +1,9 @@
-"""`ProjectRateLimiter`, step 2 of the protected chain, and the async override functions.
+"""`ProjectRateLimiter` (step 2 of the protected chain), `PathRateLimiter`, `apply_rate_limit`
+and the async override functions.
 
-The limiter needs the `ProjectToken` that `AuthenticateKey` stores on `request.state`; it
-keys counters by route template and costs one Redis round trip (the script) per request.
+The project limiter needs the `ProjectToken` that `AuthenticateKey` stores on
+`request.state`; counters are keyed by route template and a request costs one Redis round
+trip (the script): organisation overrides come from an in-process cache.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from fastapi import HTTPException, Request, Response
 
 from appkit_runtime.errors import RouteOrderError, StorageError
 from appkit_runtime.ratelimit import (
+    RateLimitResult,
     clear_project_rate_limit_overrides,
     delete_rate_limit_override,
     effective_limit,
@@ -20,21 +23,36 @@ from appkit_runtime.ratelimit import (
     rejection_headers,
     set_rate_limit_override,
 )
+from appkit_runtime.ratelimit.client_address import client_address
 from appkit_runtime.ratelimit.failure import (
     UNAVAILABLE_DETAIL,
     UNAVAILABLE_RETRY_AFTER,
     fails_open,
     record_failure,
 )
-from appkit_runtime.ratelimit.limiter import check_positive_int
-from appkit_runtime.settings import get_async_redis_instance, get_settings
+from appkit_runtime.ratelimit.limiter import check_positive_int, hit_client
+from appkit_runtime.ratelimit.mode import Mode, check_mode, refuses
+from appkit_runtime.ratelimit.org_overrides import (
+    delete_org_rate_limit_override,
+    get_org_rate_limit_override,
+    list_org_rate_limit_overrides,
+    set_org_rate_limit_override,
+)
+from appkit_runtime.settings import RateLimit, get_async_redis_instance, get_settings
+from appkit_runtime.tokens import ProjectToken
 
 __all__ = [
+    "PathRateLimiter",
     "ProjectRateLimiter",
+    "apply_rate_limit",
     "clear_project_rate_limit_overrides",
+    "delete_org_rate_limit_override",
     "delete_rate_limit_override",
+    "get_org_rate_limit_override",
     "get_rate_limit_override",
+    "list_org_rate_limit_overrides",
     "list_rate_limit_overrides",
+    "set_org_rate_limit_override",
     "set_rate_limit_override",
 ]
 
@@ -42,22 +60,16 @@ REDIS_NAME = "ratelimit"
 RATE_LIMITED_DETAIL = "Rate limit exceeded"
 
 
-class ProjectRateLimiter:
-    """Limit the authenticated project on this route: 429 past the limit, headers always.
-
-    The limit is the token's, else `max_requests`/`expiry` given here, else
-    `APPKIT_RATELIMIT_DEFAULT`; a stored override for the route wins over all of them.
-    `fail_open` (default `APPKIT_RATELIMIT_FAIL_OPEN`) decides what happens when Redis is down.
-    """
-
-    # Read by the start-up check that AuthenticateKey runs before this dependency.
-    appkit_chain_role = "ratelimit"
+class _Limiter:
+    """Options and answers shared by the project and the path limiter."""
 
     def __init__(
         self,
-        max_requests: int | None = None,
-        expiry: int | None = None,
-        fail_open: bool | None = None,
+        max_requests: int | None,
+        expiry: int | None,
+        fail_open: bool | None,
+        cost: int,
+        mode: Mode | None,
     ) -> None:
         if max_requests is not None:
             check_positive_int("max_requests", max_requests)
@@ -66,35 +78,141 @@ class ProjectRateLimiter:
         self.max_requests = max_requests
         self.expiry = expiry
         self.fail_open = fail_open
+        self.cost = check_positive_int("cost", cost)
+        self.mode = check_mode(mode)
+
+    def limit(self, token_limit: RateLimit | None = None) -> RateLimit:
+        """The limit before overrides: the token's, else this limiter's, else the default."""
+        return effective_limit(token_limit, self.max_requests, self.expiry)
+
+
+class ProjectRateLimiter(_Limiter):
+    """Limit the authenticated project on this route: 429 past the limit, headers always.
+
+    The limit is the token's, else `max_requests`/`expiry` given here, else
+    `APPKIT_RATELIMIT_DEFAULT`; an organisation override wins over those and a project
+    override over everything. Each request counts `cost`. `mode` (default
+    `APPKIT_RATELIMIT_MODE`) "monitor" never refuses; `fail_open` (default
+    `APPKIT_RATELIMIT_FAIL_OPEN`) decides what happens when Redis is down.
+    """
+
+    # Read by the start-up check that AuthenticateKey runs before this dependency.
+    appkit_chain_role = "ratelimit"
+    scope = "project"
+
+    def __init__(
+        self,
+        max_requests: int | None = None,
+        expiry: int | None = None,
+        fail_open: bool | None = None,
+        *,
+        cost: int = 1,
+        mode: Mode | None = None,
+    ) -> None:
+        super().__init__(max_requests, expiry, fail_open, cost, mode)
 
     async def __call__(self, request: Request, response: Response) -> None:
-        token = getattr(request.state, "project_token", None)
-        if token is None:
-            raise RouteOrderError(
-                f"{request.method} {request.scope['route'].path}: ProjectRateLimiter found no "
-                "project token; put AuthenticateKey before it (or use protected())"
-            )
-        limit = effective_limit(token.rate_limit, self.max_requests, self.expiry)
+        await _limit_project(request, response, self, self.cost)
+
+
+class PathRateLimiter(_Limiter):
+    """Limit each client address on this route, for routes without authentication.
+
+    The address is the peer's, or from `X-Forwarded-For` when the peer is one of
+    `APPKIT_TRUSTED_PROXIES`. Same script, headers, modes and fail policy as
+    `ProjectRateLimiter`; no overrides apply.
+    """
+
+    scope = "client"
+
+    def __init__(
+        self,
+        max_requests: int | None = None,
+        expiry: int | None = None,
+        fail_open: bool | None = None,
+        *,
+        cost: int = 1,
+        mode: Mode | None = None,
+    ) -> None:
+        super().__init__(max_requests, expiry, fail_open, cost, mode)
+
+    async def __call__(self, request: Request, response: Response) -> None:
+        peer = request.client.host if request.client else None
+        address = client_address(
+            peer, request.headers.get("x-forwarded-for"), get_settings().trusted_proxies
+        )
+        route = request.scope["route"].path
         try:
-            result = await hit(
-                get_async_redis_instance(REDIS_NAME),
-                token.org_id,
-                token.project_id,
-                request.scope["route"].path,
-                limit,
+            result = await hit_client(
+                get_async_redis_instance(REDIS_NAME), address, route, self.limit(), self.cost
             )
         except StorageError as error:
-            self._unavailable(error)
+            _unavailable(error, self.fail_open)
             return
-        style = get_settings().ratelimit_headers
-        if result.is_over_limit:
-            raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
-        if style != "off":
-            response.headers.update(rate_limit_headers(result, style))
+        _answer(result, response, self.mode, route)
 
-    def _unavailable(self, error: StorageError) -> None:
-        """Let the request through (fail open) or answer 503 (fail closed)."""
-        failed_open = fails_open(self.fail_open)
-        record_failure(error, failed_open=failed_open)
-        if not failed_open:
-            raise HTTPException(503, UNAVAILABLE_DETAIL, {"Retry-After": UNAVAILABLE_RETRY_AFTER})
+
+async def apply_rate_limit(
+    request: Request,
+    count: int = 1,
+    *,
+    response: Response | None = None,
+    max_requests: int | None = None,
+    expiry: int | None = None,
+    mode: Mode | None = None,
+    fail_open: bool | None = None,
+) -> RateLimitResult | None:
+    """Count `count` requests of the authenticated project on this route, from a handler.
+
+    For endpoints whose cost is known only inside (a batch of 50 counts 50): raises the 429
+    `HTTPException` past the limit (enforce mode), sets the headers on `response` if given,
+    and returns the result (None when Redis was down and the request failed open). Use it
+    instead of `ProjectRateLimiter` on the route, or the request is counted twice.
+    """
+    limiter = _Limiter(max_requests, expiry, fail_open, check_positive_int("count", count), mode)
+    return await _limit_project(request, response, limiter, count)
+
+
+async def _limit_project(
+    request: Request, response: Response | None, limiter: _Limiter, cost: int
+) -> RateLimitResult | None:
+    token: ProjectToken | None = getattr(request.state, "project_token", None)
+    route = request.scope["route"].path
+    if token is None:
+        raise RouteOrderError(
+            f"{request.method} {route}: the project rate limiter found no project token; "
+            "put AuthenticateKey before it (or use protected())"
+        )
+    try:
+        result = await hit(
+            get_async_redis_instance(REDIS_NAME),
+            token.org_id,
+            token.project_id,
+            route,
+            limiter.limit(token.rate_limit),
+            cost,
+        )
+    except StorageError as error:
+        _unavailable(error, limiter.fail_open)
+        return None
+    _answer(result, response, limiter.mode, route)
+    return result
+
+
+def _answer(
+    result: RateLimitResult, response: Response | None, mode: Mode | None, route: str
+) -> None:
+    """Raise the 429 when the result refuses the request, else set the headers."""
+    style = get_settings().ratelimit_headers
+    if refuses(result, mode, route):
+        raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
+    if style != "off" and response is not None:
+        response.headers.update(rate_limit_headers(result, style))
+
+
+def _unavailable(error: StorageError, fail_open: bool | None) -> None:
+    """Let the request through (fail open) or answer 503 (fail closed)."""
+    failed_open = fails_open(fail_open)
+    record_failure(error, failed_open=failed_open)
+    if not failed_open:
+        raise HTTPException(503, UNAVAILABLE_DETAIL, {"Retry-After": UNAVAILABLE_RETRY_AFTER})

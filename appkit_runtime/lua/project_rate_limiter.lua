@@ -1,10 +1,15 @@
 -- Fixed-window rate limiter for one (project, route), with an optional per-route override.
 --
 -- KEYS[1]  counter key   <prefix>:rl:{org:project}:<route template>
--- KEYS[2]  override key  <prefix>:rlo:{org:project}:<route template> (hash: max_requests, expiry)
+-- KEYS[2]  override key  optional, <prefix>:rlo:{org:project}:<route template>
+--                        (hash: max_requests, expiry); without it the limit is ARGV's
 -- ARGV[1]  max_requests  used when the override hash has no max_requests
 -- ARGV[2]  expiry        window length in seconds, used when the override hash has no expiry
 -- ARGV[3]  cost          optional, how many requests this call counts for (default 1)
+--
+-- The caller passes the organisation override (read from its in-process cache) in
+-- ARGV[1..2] when there is one, else its default, so the priority project override ->
+-- organisation override -> default is decided here, in one atomic step.
 --
 -- The cost is checked before incrementing, so a refused call uses no quota. The window is
 -- opened by the first counted call (INCRBY and PEXPIRE in this one atomic script); its reset
@@ -17,12 +22,14 @@ local max_requests = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3]) or 1
 
-local override = redis.call("HMGET", KEYS[2], "max_requests", "expiry")
-if override[1] then
-    max_requests = tonumber(override[1])
-end
-if override[2] then
-    expiry = tonumber(override[2])
+if KEYS[2] then
+    local override = redis.call("HMGET", KEYS[2], "max_requests", "expiry")
+    if override[1] then
+        max_requests = tonumber(override[1])
+    end
+    if override[2] then
+        expiry = tonumber(override[2])
+    end
 end
 
 local count = tonumber(redis.call("GET", KEYS[1])) or 0

@@ -8,7 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from appkit_runtime.ratelimit.keys import rate_limit_keys
+from appkit_runtime.ratelimit.keys import make_client_rate_limit_key, rate_limit_keys
+from appkit_runtime.ratelimit.org_cache import ORG_OVERRIDES
 from appkit_runtime.ratelimit.results import RateLimitResult
 from appkit_runtime.ratelimit.storage import async_storage_for, storage_for
 from appkit_runtime.settings import RateLimit, get_settings, parse_rate_limit
@@ -17,11 +18,13 @@ from appkit_runtime.settings import RateLimit, get_settings, parse_rate_limit
 async def hit(
     client: Any, org_id: str, project_id: str, path: str, limit: RateLimit, cost: int = 1
 ) -> RateLimitResult:
-    """Count `cost` requests of a project on a route template against `limit` or its override.
+    """Count `cost` requests of a project on a route template against its limit.
 
-    Raises `StorageError` when Redis cannot be reached.
+    The limit is the project's override, else the organisation's (from this process's
+    cache, passed in ARGV), else `limit`. Raises `StorageError` when Redis cannot be reached.
     """
     keys = rate_limit_keys(org_id, project_id, path)
+    limit = await ORG_OVERRIDES.limit_for(client, org_id, path) or limit
     reply = await async_storage_for(client).run_limiter(
         keys, (limit.max_requests, limit.expiry, cost)
     )
@@ -33,7 +36,19 @@ def hit_sync(
 ) -> RateLimitResult:
     """The synchronous twin of `hit`, for sync Django views."""
     keys = rate_limit_keys(org_id, project_id, path)
+    limit = ORG_OVERRIDES.limit_for_sync(client, org_id, path) or limit
     reply = storage_for(client).run_limiter(keys, (limit.max_requests, limit.expiry, cost))
+    return RateLimitResult.from_reply(reply)
+
+
+async def hit_client(
+    client: Any, address: str, path: str, limit: RateLimit, cost: int = 1
+) -> RateLimitResult:
+    """Count `cost` requests of one client address on a route (no overrides apply)."""
+    key = make_client_rate_limit_key(path, address)
+    reply = await async_storage_for(client).run_limiter(
+        (key,), (limit.max_requests, limit.expiry, cost)
+    )
     return RateLimitResult.from_reply(reply)
 
 

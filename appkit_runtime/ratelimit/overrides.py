@@ -18,13 +18,18 @@ from appkit_runtime.ratelimit.storage import async_storage_for
 _DELETE_BATCH = 1000
 
 
-def _check_path(path: object) -> str:
+def check_path(path: object) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise ValueError(f"path must be a route template starting with '/', got {path!r}")
     return path
 
 
-def _override(path: str, fields: list[Any]) -> RateLimitOverride | None:
+def check_ttl(ttl: object) -> int | None:
+    """`ttl` if None or an integer of at least 1 (seconds), else `ValueError`."""
+    return None if ttl is None else check_positive_int("ttl", ttl)
+
+
+def as_override(path: str, fields: list[Any]) -> RateLimitOverride | None:
     max_requests, expiry = fields
     if max_requests is None or expiry is None:
         return None
@@ -32,10 +37,19 @@ def _override(path: str, fields: list[Any]) -> RateLimitOverride | None:
 
 
 async def set_rate_limit_override(
-    redis: Any, org_id: str, project_id: str, path: str, max_requests: int, expiry: int
+    redis: Any,
+    org_id: str,
+    project_id: str,
+    path: str,
+    max_requests: int,
+    expiry: int,
+    ttl: int | None = None,
 ) -> None:
-    """Give a project its own limit on one route template; it wins over every default."""
-    _check_path(path)
+    """Give a project its own limit on one route template; it wins over every default.
+
+    With `ttl` (seconds) the override removes itself after that time.
+    """
+    check_path(path)
     check_positive_int("max_requests", max_requests)
     check_positive_int("expiry", expiry)
     await async_storage_for(redis).write_override(
@@ -44,6 +58,7 @@ async def set_rate_limit_override(
         path,
         max_requests,
         expiry,
+        check_ttl(ttl),
     )
 
 
@@ -51,15 +66,15 @@ async def get_rate_limit_override(
     redis: Any, org_id: str, project_id: str, path: str
 ) -> RateLimitOverride | None:
     """The project's override on one route template, or None."""
-    _check_path(path)
+    check_path(path)
     key = make_override_key(path, org_id, project_id)
     (fields,) = await async_storage_for(redis).read_overrides([key])
-    return _override(path, fields)
+    return as_override(path, fields)
 
 
 async def delete_rate_limit_override(redis: Any, org_id: str, project_id: str, path: str) -> bool:
     """Remove the project's override on one route; whether there was one."""
-    _check_path(path)
+    check_path(path)
     key = make_override_key(path, org_id, project_id)
     index_key = make_override_index_key(org_id, project_id)
     return await async_storage_for(redis).delete_overrides(index_key, [key], [path]) > 0
@@ -76,7 +91,7 @@ async def list_rate_limit_overrides(
     replies = await storage.read_overrides(
         [make_override_key(p, org_id, project_id) for p in paths]
     )
-    found = (_override(path, fields) for path, fields in zip(paths, replies, strict=True))
+    found = (as_override(path, fields) for path, fields in zip(paths, replies, strict=True))
     return [override for override in found if override is not None]
 
 

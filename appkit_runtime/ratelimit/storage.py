@@ -9,7 +9,7 @@ on `NOSCRIPT`), never per request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -17,6 +17,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from appkit_runtime.errors import StorageError
 from appkit_runtime.ratelimit.scripts import (
+    ORG_OVERRIDES_READ_LUA,
     OVERRIDE_DELETE_LUA,
     OVERRIDE_SET_LUA,
     PROJECT_RATE_LIMITER_LUA,
@@ -30,17 +31,40 @@ def storage_error(error: BaseException) -> StorageError:
     return StorageError(f"Redis is unavailable: {type(error).__name__}: {error}")
 
 
+# One organisation override as the read script returns it: `(member, [max, expiry, pttl])`.
+IndexedOverride = tuple[str, list[Any]]
+
+
+def _decoded(members: Any) -> list[str]:
+    return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+
 class RedisStorage:
-    """Synchronous primitives: the limiter script, for sync views."""
+    """Synchronous primitives: the limiter script, for sync views, and the org-override read."""
 
     def __init__(self, client: Any) -> None:
+        self._client = client
         self._limiter = client.register_script(PROJECT_RATE_LIMITER_LUA)
+        self._read_org = client.register_script(ORG_OVERRIDES_READ_LUA)
 
     def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
         try:
             return self._limiter(keys, args)
         except _BACKEND_ERRORS as error:
             raise storage_error(error) from error
+
+    def read_indexed_overrides(
+        self, index_key: str, key_of: Callable[[str], str]
+    ) -> list[IndexedOverride]:
+        """Every override listed in `index_key`: one SMEMBERS, then one script call."""
+        try:
+            members = _decoded(self._client.smembers(index_key))
+            if not members:
+                return []
+            replies = self._read_org([index_key, *map(key_of, members)], members)
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+        return list(zip(members, replies, strict=True))
 
 
 class AsyncRedisStorage:
@@ -51,6 +75,7 @@ class AsyncRedisStorage:
         self._limiter = client.register_script(PROJECT_RATE_LIMITER_LUA)
         self._set_override = client.register_script(OVERRIDE_SET_LUA)
         self._delete_overrides = client.register_script(OVERRIDE_DELETE_LUA)
+        self._read_org = client.register_script(ORG_OVERRIDES_READ_LUA)
 
     async def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
         try:
@@ -59,11 +84,17 @@ class AsyncRedisStorage:
             raise storage_error(error) from error
 
     async def write_override(
-        self, key: str, index_key: str, path: str, max_requests: int, expiry: int
+        self,
+        key: str,
+        index_key: str,
+        member: str,
+        max_requests: int,
+        expiry: int,
+        ttl: int | None = None,
     ) -> None:
-        """Store the override hash and add its route to the index, in one atomic step."""
+        """Store the override hash and index it in one atomic step; `ttl` lets it expire."""
         try:
-            await self._set_override([key, index_key], [path, max_requests, expiry])
+            await self._set_override([key, index_key], [member, max_requests, expiry, ttl or 0])
         except _BACKEND_ERRORS as error:
             raise storage_error(error) from error
 
@@ -83,7 +114,20 @@ class AsyncRedisStorage:
             members = await self._client.smembers(index_key)
         except _BACKEND_ERRORS as error:
             raise storage_error(error) from error
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        return _decoded(members)
+
+    async def read_indexed_overrides(
+        self, index_key: str, key_of: Callable[[str], str]
+    ) -> list[IndexedOverride]:
+        """Every override listed in `index_key`: one SMEMBERS, then one script call."""
+        try:
+            members = _decoded(await self._client.smembers(index_key))
+            if not members:
+                return []
+            replies = await self._read_org([index_key, *map(key_of, members)], members)
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+        return list(zip(members, replies, strict=True))
 
     async def delete_overrides(
         self, index_key: str, keys: Sequence[str], paths: Sequence[str]

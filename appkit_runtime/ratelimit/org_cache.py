@@ -1,0 +1,165 @@
+"""Each process's copy of the organisation overrides, so the hot path never reads them.
+
+The limiter passes an organisation's override to the script in ARGV; the script still lets a
+project override win, so the priority is decided in one atomic step while a request costs one
+Redis command. The copy is read at first use (and after a write made by this process), then
+refreshed in the background every `REFRESH_SECONDS`: another process's change is seen within
+that interval. A failed refresh keeps the last copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from appkit_runtime.errors import StorageError
+from appkit_runtime.ratelimit.keys import make_org_override_index_key, org_override_key
+from appkit_runtime.ratelimit.storage import IndexedOverride, async_storage_for, storage_for
+from appkit_runtime.settings import RateLimit, Settings, get_settings
+
+logger = logging.getLogger("appkit_runtime.ratelimit")
+
+REFRESH_SECONDS = 5.0
+
+_Entry = tuple[RateLimit, float | None]  # the limit and when it expires (monotonic), if ever
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The organisation overrides as read at `loaded_at`, for one settings object."""
+
+    settings: Settings
+    loaded_at: float
+    limits: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+
+    def lookup(self, org_id: str, path: str) -> RateLimit | None:
+        entry = self.limits.get((org_id, path))
+        if entry is None:
+            return None
+        limit, expires_at = entry
+        if expires_at is not None and time.monotonic() >= expires_at:
+            return None
+        return limit
+
+
+def snapshot_of(rows: list[IndexedOverride], settings: Settings) -> Snapshot:
+    """A snapshot from the read script's rows; rows of vanished overrides are skipped."""
+    now = time.monotonic()
+    limits: dict[tuple[str, str], _Entry] = {}
+    for member, (max_requests, expiry, pttl) in rows:
+        if max_requests is None or expiry is None:
+            continue
+        org, _, path = member.partition(":")
+        expires_at = now + int(pttl) / 1000 if int(pttl) > 0 else None
+        limits[(unquote(org), path)] = (RateLimit(int(max_requests), int(expiry)), expires_at)
+    return Snapshot(settings, now, limits)
+
+
+class OrgOverrideCache:
+    """The process-wide copy; `limit_for` (async) and `limit_for_sync` serve the limiter."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._loading: dict[asyncio.AbstractEventLoop, asyncio.Task[Snapshot]] = {}
+        self._sync_lock = threading.Lock()
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        """Forget the copy, so the next request reads it again (after a write of ours).
+
+        A read already in flight may predate the write: its result is neither stored nor
+        shared with later requests.
+        """
+        self._generation += 1
+        self._snapshot = None
+        self._loading.clear()
+
+    async def limit_for(self, client: Any, org_id: str, path: str) -> RateLimit | None:
+        """The organisation's override on `path`, or None; reads Redis only when it must."""
+        snapshot = self._snapshot
+        settings = get_settings()
+        if snapshot is None or snapshot.settings is not settings:
+            snapshot = await self._load(client, settings)
+        elif time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
+            self._load(client, settings).add_done_callback(_log_failure)
+        return snapshot.lookup(org_id, path)
+
+    def limit_for_sync(self, client: Any, org_id: str, path: str) -> RateLimit | None:
+        """The synchronous twin: one thread refreshes a stale copy, the others use it."""
+        snapshot = self._snapshot
+        settings = get_settings()
+        if snapshot is None or snapshot.settings is not settings:
+            with self._sync_lock:
+                snapshot = self._snapshot
+                if snapshot is None or snapshot.settings is not settings:
+                    generation = self._generation
+                    snapshot = self._store(_read_sync(client, settings), generation)
+        elif time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
+            if self._sync_lock.acquire(blocking=False):
+                try:
+                    generation = self._generation
+                    snapshot = self._store(_read_sync(client, settings), generation)
+                except StorageError as error:
+                    snapshot = self._keep(snapshot, error)
+                finally:
+                    self._sync_lock.release()
+        return snapshot.lookup(org_id, path)
+
+    def _load(self, client: Any, settings: Settings) -> asyncio.Task[Snapshot]:
+        """The running loop's read in flight, started if there is none (single flight)."""
+        loop = asyncio.get_running_loop()
+        task = self._loading.get(loop)
+        if task is None or task.done():
+            task = self._loading[loop] = loop.create_task(self._read(client, settings))
+        return task
+
+    async def _read(self, client: Any, settings: Settings) -> Snapshot:
+        generation = self._generation
+        try:
+            storage = async_storage_for(client)
+            rows = await storage.read_indexed_overrides(
+                make_org_override_index_key(), org_override_key
+            )
+        except StorageError as error:
+            previous = self._snapshot
+            if previous is not None and previous.settings is settings:
+                return self._keep(previous, error)
+            raise
+        finally:
+            loop = asyncio.get_running_loop()
+            if self._loading.get(loop) is asyncio.current_task():
+                del self._loading[loop]
+        return self._store(snapshot_of(rows, settings), generation)
+
+    def _store(self, snapshot: Snapshot, generation: int) -> Snapshot:
+        """Keep `snapshot` unless a write of ours happened since its read began."""
+        if generation == self._generation:
+            self._snapshot = snapshot
+        return snapshot
+
+    def _keep(self, previous: Snapshot, error: StorageError) -> Snapshot:
+        """After a failed refresh, keep the last copy and try again an interval later."""
+        logger.warning("organisation rate-limit overrides not refreshed: %s", error)
+        self._snapshot = Snapshot(previous.settings, time.monotonic(), previous.limits)
+        return self._snapshot
+
+
+def _read_sync(client: Any, settings: Settings) -> Snapshot:
+    rows = storage_for(client).read_indexed_overrides(
+        make_org_override_index_key(), org_override_key
+    )
+    return snapshot_of(rows, settings)
+
+
+def _log_failure(task: asyncio.Task[Snapshot]) -> None:
+    # A background refresh has no awaiter: retrieve its error so asyncio does not log it.
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("organisation override refresh failed: %s", task.exception())
+
+
+ORG_OVERRIDES = OrgOverrideCache()

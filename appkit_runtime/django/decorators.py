@@ -132,6 +132,7 @@ def authenticate_key(
 
 
 # The module map's one import path for every Django decorator.
+from appkit_runtime.django.metrics import count_request  # noqa: E402
 from appkit_runtime.django.ratelimit import rate_limit  # noqa: E402
 
-__all__ = ["authenticate_key", "error_response", "rate_limit"]
+__all__ = ["authenticate_key", "count_request", "error_response", "rate_limit"]

@@ -79,6 +79,12 @@ class OrgOverrideCache:
         self._snapshot = None
         self._loading.clear()
 
+    async def settled(self) -> None:
+        """Wait for this loop's read in flight, if any (tests, and a clean shutdown)."""
+        task = self._loading.get(asyncio.get_running_loop())
+        if task is not None:
+            await asyncio.wait([task])
+
     async def limit_for(self, client: Any, org_id: str, path: str) -> RateLimit | None:
         """The organisation's override on `path`, or None; reads Redis only when it must."""
         snapshot = self._snapshot

@@ -47,7 +47,7 @@ def ratelimit_redis(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     return lambda url: use_redis(monkeypatch, url)
 
 
-def _stand_in_authentication(request: Request) -> None:
+def stand_in_authentication(request: Request) -> None:
     """Stands in for AuthenticateKey: the project comes from `X-Org`/`X-Project` headers."""
     limit = request.headers.get("x-token-limit")
     request.state.project_token = ProjectToken(
@@ -63,7 +63,7 @@ def app_factory() -> Callable[..., FastAPI]:
 
     def build(**limiter_options: Any) -> FastAPI:
         app = FastAPI()
-        chain = [Depends(_stand_in_authentication), Depends(ProjectRateLimiter(**limiter_options))]
+        chain = [Depends(stand_in_authentication), Depends(ProjectRateLimiter(**limiter_options))]
 
         @app.get("/items/{item_id}", dependencies=chain)
         async def read_item(item_id: int) -> dict[str, int]:

@@ -8,10 +8,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.helpers import ServiceVenv, build_template_repo, render_service
 
 pytest_plugins = ["pytester"]
 
@@ -49,7 +53,11 @@ def _missing_servers() -> dict[str, str]:
 
 
 # Using one of these fixtures marks a test as needing that server.
-_FIXTURE_NEEDS = {"real_redis": "redis", "redis_server": "redis_server"}
+_FIXTURE_NEEDS = {
+    "real_redis": "redis",
+    "redis_server": "redis_server",
+    "postgres_database": "postgres",
+}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -136,3 +144,57 @@ def redis_server(tmp_path: os.PathLike[str]) -> Iterator[RedisServer]:
     server = RedisServer(free_port(), str(tmp_path))
     yield server
     server.stop()
+
+
+# Rendered services: the template and upgrade tests share these.
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repo of the working tree's template (edits included), tagged v<version>."""
+    return build_template_repo(tmp_path_factory.mktemp("template") / "appkit")
+
+
+@pytest.fixture
+def service_factory(template_repo: Path, tmp_path: Path) -> Callable[..., Path]:
+    """`service_factory(**answers) -> Path`: a service rendered into this test's tmp_path."""
+
+    def render(**answers: Any) -> Path:
+        dest = tmp_path / str(answers.get("package_name", "service"))
+        return render_service(template_repo, dest, **answers)
+
+    return render
+
+
+@pytest.fixture(scope="session")
+def service_venv(tmp_path_factory: pytest.TempPathFactory) -> ServiceVenv:
+    """One virtualenv per session over this environment; `.install(service)` adds a service.
+
+    Installing a service replaces an earlier one with the same package name.
+    """
+    return ServiceVenv(tmp_path_factory.mktemp("venv") / "services").create()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A database of this test's own on the real PostgreSQL (its URL), dropped afterwards."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"appkit_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def execute(sql: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

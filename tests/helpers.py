@@ -7,6 +7,7 @@ into a throwaway git repository, so template tests test what is on disk.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,14 @@ def service_environ(**appkit: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("APPKIT_")}
     environ.update({f"APPKIT_{key.upper()}": value for key, value in appkit.items()})
     return environ
+
+
+def passed(run: subprocess.CompletedProcess[str]) -> int:
+    """How many tests a pytest run passed; fails unless it passed them all and nothing else."""
+    assert run.returncode == 0, run.stdout
+    summary = run.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"=* ?\d+ passed in [\d.]+s ?=*", summary), run.stdout
+    return int(summary.strip("= ").split()[0])
 
 
 class ServiceVenv:

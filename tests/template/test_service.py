@@ -8,7 +8,6 @@ Redis and PostgreSQL (a database of each test's own); `test_copy` renders all th
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import subprocess
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import REDIS_URL, free_port
-from tests.helpers import ServiceVenv, service_environ
+from tests.helpers import ServiceVenv, passed, service_environ
 
 Factory = Callable[..., Path]
 
@@ -34,14 +33,6 @@ REAL = [
     pytest.param("sqlite", "http", True, id="sqlite-http-example"),
     pytest.param("sqlite", "static", False, id="sqlite-static-bare"),
 ]
-
-
-def passed(run: subprocess.CompletedProcess[str]) -> int:
-    """The number of tests a green pytest run passed; fails on anything else."""
-    assert run.returncode == 0, run.stdout
-    summary = run.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"=* ?\d+ passed in [\d.]+s ?=*", summary), summary
-    return int(summary.strip("= ").split()[0])
 
 
 def render_installed(

@@ -1,0 +1,40 @@
+"""The argparse parser of the operator CLI: every error is one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+
+class UsageError(Exception):
+    """Bad input or a refused command: one line on stderr, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser that raises `UsageError` instead of printing its usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def endpoint(text: str) -> str:
+    """A route template, such as `/items/{item_id}`."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"expected a route template starting with '/', got {text!r}"
+        )
+    return text
+
+
+def identifier(text: str) -> str:
+    """An organisation or project id: any non-empty text."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

@@ -10,13 +10,16 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
+from appkit_runtime.redis_pools import close_redis_connections
+from appkit_runtime.settings import get_settings
 from tests.conftest import free_port
 
 NODES = 3
@@ -103,3 +106,19 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         for process in processes:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(autouse=True)
+async def on_cluster(
+    redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """The `ratelimit` Redis dependency on the cluster, under a prefix of this test's own."""
+    monkeypatch.setenv("APPKIT_REDIS_URL_RATELIMIT", redis_cluster.url)
+    monkeypatch.setenv("APPKIT_REDIS_PREFIX", f"test-rlc-{uuid.uuid4().hex[:12]}")
+    get_settings.cache_clear()
+    yield
+    await close_redis_connections()
+    # The runtime's pytest plugin cleans its prefix on each configured Redis after this
+    # fixture: keep it off the cluster (its sync cluster client leaves a socket open).
+    monkeypatch.delenv("APPKIT_REDIS_URL_RATELIMIT")
+    get_settings.cache_clear()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,30 +17,13 @@ from appkit_runtime.fastapi.ratelimit import (
     set_rate_limit_override,
 )
 from appkit_runtime.ratelimit import RateLimitOverride, rate_limit_keys
-from appkit_runtime.redis_pools import close_redis_connections
-from appkit_runtime.settings import get_async_redis_instance, get_settings
+from appkit_runtime.settings import get_async_redis_instance
 
 from .conftest import RedisCluster
 
 pytestmark = pytest.mark.redis_server
 
 PROJECTS = [f"project-{n}" for n in range(6)]
-
-
-@pytest.fixture(autouse=True)
-async def on_cluster(
-    redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[None]:
-    """The `ratelimit` Redis dependency on the cluster, under a prefix of this test's own."""
-    monkeypatch.setenv("APPKIT_REDIS_URL_RATELIMIT", redis_cluster.url)
-    monkeypatch.setenv("APPKIT_REDIS_PREFIX", f"test-rlc-{uuid.uuid4().hex[:12]}")
-    get_settings.cache_clear()
-    yield
-    await close_redis_connections()
-    # The runtime's pytest plugin cleans its prefix on each configured Redis after this
-    # fixture: keep it off the cluster (its sync cluster client leaves a socket open).
-    monkeypatch.delenv("APPKIT_REDIS_URL_RATELIMIT")
-    get_settings.cache_clear()
 
 
 def limited_app(max_requests: int) -> FastAPI:

@@ -47,9 +47,11 @@ class Snapshot:
         return limit
 
 
-def snapshot_of(rows: list[IndexedOverride], settings: Settings) -> Snapshot:
-    """A snapshot from the read script's rows; rows of vanished overrides are skipped."""
-    now = time.monotonic()
+def snapshot_of(rows: list[IndexedOverride], settings: Settings, now: float) -> Snapshot:
+    """A snapshot from the read script's rows, sent at `now`; vanished overrides are skipped.
+
+    TTLs count from when the read was sent, so the copy drops an override no later than Redis.
+    """
     limits: dict[tuple[str, str], _Entry] = {}
     for member, (max_requests, expiry, pttl) in rows:
         if max_requests is None or expiry is None:
@@ -126,6 +128,7 @@ class OrgOverrideCache:
 
     async def _read(self, client: Any, settings: Settings) -> Snapshot:
         generation = self._generation
+        sent = time.monotonic()
         try:
             storage = async_storage_for(client)
             rows = await storage.read_indexed_overrides(
@@ -140,7 +143,7 @@ class OrgOverrideCache:
             loop = asyncio.get_running_loop()
             if self._loading.get(loop) is asyncio.current_task():
                 del self._loading[loop]
-        return self._store(snapshot_of(rows, settings), generation)
+        return self._store(snapshot_of(rows, settings, sent), generation)
 
     def _store(self, snapshot: Snapshot, generation: int) -> Snapshot:
         """Keep `snapshot` unless a write of ours happened since its read began."""
@@ -156,10 +159,11 @@ class OrgOverrideCache:
 
 
 def _read_sync(client: Any, settings: Settings) -> Snapshot:
+    sent = time.monotonic()
     rows = storage_for(client).read_indexed_overrides(
         make_org_override_index_key(), org_override_key
     )
-    return snapshot_of(rows, settings)
+    return snapshot_of(rows, settings, sent)
 
 
 def _log_failure(task: asyncio.Task[Snapshot]) -> None:

@@ -92,9 +92,13 @@ def test_client_address(peer: str | None, forwarded: str | None, expected: str) 
     assert client_address(peer, forwarded, ("10.0.0.0/8", "2001:db8::/32")) == expected
 
 
-def test_a_bad_trusted_proxy_names_the_variable() -> None:
+def test_a_bad_trusted_proxy_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match="^APPKIT_TRUSTED_PROXIES: 'nope'"):
         client_address("1.2.3.4", "5.6.7.8", ("nope",))
+    monkeypatch.setenv("APPKIT_TRUSTED_PROXIES", "10.0.0.0/8, 300.1.1.1")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError, match="^APPKIT_TRUSTED_PROXIES: '300.1.1.1' is nei"):
+        get_settings()
 
 
 async def test_monitor_mode_and_fail_closed_work_as_for_projects(

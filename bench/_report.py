@@ -67,7 +67,7 @@ def round_difference_p99(a: VariantRun, b: VariantRun) -> float:
     return statistics.median(x.p99_ms - y.p99_ms for x, y in zip(a.rounds, b.rounds, strict=True))
 
 
-def machine_lines(load_tool: str, uvicorn_line: str) -> list[str]:
+def machine_lines(load_tool: str = "", uvicorn_line: str = "") -> list[str]:
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as info:
@@ -81,7 +81,7 @@ def machine_lines(load_tool: str, uvicorn_line: str) -> list[str]:
         except PackageNotFoundError:
             continue
     load = " ".join(f"{n:.2f}" for n in os.getloadavg())
-    return [
+    lines = [
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}",
         f"load average at start: {load}",
@@ -89,6 +89,7 @@ def machine_lines(load_tool: str, uvicorn_line: str) -> list[str]:
         f"server: {uvicorn_line}",
         f"load generator: {load_tool}",
     ]
+    return lines
 
 
 def table(runs: dict[str, VariantRun], baseline: str) -> list[str]:

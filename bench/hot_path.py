@@ -29,7 +29,17 @@ VARIANTS = {
     "fastapi-limiter": "bench.apps.fastapi_limiter_app:app",
     "slowapi": "bench.apps.slowapi_app:app",
 }
-APPKIT_VARIANTS = {"appkit-open", "protected"}
+# Not run by default: they split the protected chain's cost (`--variants all`).
+ANALYSIS_VARIANTS = {
+    "noop-deps": "bench.apps.noop_deps:app",
+    "evalsha": "bench.apps.evalsha:app",
+    "evalsha-blocking": "bench.apps.evalsha:app",
+    "evalsha-appkit-script": "bench.apps.evalsha:app",
+    "auth-metrics": "bench.apps.appkit_no_limiter:app",
+    "combined": "bench.apps.combined_chain:app",
+}
+ALL_VARIANTS = VARIANTS | ANALYSIS_VARIANTS
+APPKIT_VARIANTS = {"appkit-open", "protected", "auth-metrics", "combined"}
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 WARMUP_REQUESTS = 1_000
 
@@ -39,9 +49,10 @@ Load = Callable[[str, float], LoadResult]
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     names = args.variants or list(VARIANTS)
-    unknown = set(names) - set(VARIANTS)
-    if unknown or "bare" not in names:
-        raise SystemExit(f"bench: variants must include bare and be among {list(VARIANTS)}")
+    if names == ["all"]:
+        names = list(ALL_VARIANTS)
+    if "bare" not in names:
+        raise SystemExit("bench: the variants must include bare, the baseline of every ratio")
     load, tool = _load_function(args.load, args.connections)
     uvicorn_line = _uvicorn_line(args.uvicorn_arg)
     header = machine_lines(tool, uvicorn_line)
@@ -50,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {name: VariantRun(name) for name in names}
     with BenchRedis() as redis_server:
         header.append(f"redis-server {redis_server.version()} on its own port")
-        servers = {name: _server(name, redis_server.url, args.uvicorn_arg) for name in names}
+        servers = {name: server_for(name, redis_server.url, args.uvicorn_arg) for name in names}
         try:
             for server in servers.values():
                 server.start()
@@ -135,7 +146,12 @@ def _parser() -> argparse.ArgumentParser:
         default=100_000,
         help="protected requests before the second RSS reading (0: skip)",
     )
-    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=[*ALL_VARIANTS, "all"],
+        help=f"default: {' '.join(VARIANTS)}; all adds {' '.join(ANALYSIS_VARIANTS)}",
+    )
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
         "--uvicorn-arg",
@@ -167,11 +183,13 @@ def _count_run(server: Server, count: int, connections: int) -> LoadResult:
     return run_python(server.base_url + URL_PATH, HEADERS, count=count, connections=connections)
 
 
-def _server(name: str, redis_url: str, uvicorn_args: list[str]) -> Server:
+def server_for(name: str, redis_url: str, uvicorn_args: list[str]) -> Server:
     env = {"BENCH_REDIS_URL": redis_url}
+    if name.startswith("evalsha-"):
+        env["BENCH_EVALSHA"] = name.removeprefix("evalsha-")
     if name in APPKIT_VARIANTS:
         env |= appkit_environment(redis_url)
-    return Server(name, VARIANTS[name], env=env, uvicorn_args=tuple(uvicorn_args))
+    return Server(name, ALL_VARIANTS[name], env=env, uvicorn_args=tuple(uvicorn_args))
 
 
 def _uvicorn_line(extra: list[str]) -> str:

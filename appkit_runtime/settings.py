@@ -9,25 +9,27 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from appkit_runtime.errors import ConfigurationError
+from appkit_runtime.urls import (
+    DatabaseURL,
+    async_database_url,
+    check_database_url,
+    check_redis_url,
+)
 
 if TYPE_CHECKING:
     import redis as sync_redis
     import redis.asyncio as async_redis
 
 ENV_PREFIX = "APPKIT_"
-REDIS_SCHEMES = {"redis", "rediss", "unix", "memory", "redis+cluster", "rediss+cluster"}
-DATABASE_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite"}
 # Values of these variables may hold credentials: never echo them in an error.
 SECRET_FIELDS = {"api_keys", "database_url", "redis_url", "auth_url"}
 
@@ -222,35 +224,6 @@ class Settings(BaseSettings):
         return self.database_urls.get(name.lower()), variable
 
 
-def check_redis_url(url: str) -> None:
-    """Raise `ValueError` unless `url` is a Redis URL the runtime can connect to."""
-    parts = urlsplit(url)
-    if parts.scheme not in REDIS_SCHEMES:
-        known = ", ".join(sorted(REDIS_SCHEMES))
-        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
-    _check_port(parts.netloc.rpartition("@")[2])
-
-
-def check_database_url(url: str) -> None:
-    """Raise `ValueError` unless `url` is a PostgreSQL or SQLite URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in DATABASE_SCHEMES:
-        known = ", ".join(sorted(DATABASE_SCHEMES))
-        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
-    _check_port(parts.netloc.rpartition("@")[2])
-
-
-def _check_port(hostport: str) -> None:
-    for host in hostport.split(","):
-        if host.startswith("["):
-            host = host.partition("]")[2]
-        _, colon, port = host.partition(":")
-        if colon and not port.isdigit():
-            raise ValueError(f"port {port!r} is not a number")
-        if colon and not 0 < int(port) < 65536:
-            raise ValueError(f"port {port} is out of range")
-
-
 def _named_urls(environ: dict[str, str], stem: str) -> dict[str, str]:
     """`APPKIT_<STEM>_<NAME>` variables as `{name: url}` (names lower-cased)."""
     prefix = f"{ENV_PREFIX}{stem}_"
@@ -327,20 +300,6 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-@dataclass(frozen=True, slots=True)
-class DatabaseURL:
-    """A database URL split into the parts the reference reads, plus the async URL."""
-
-    url: str
-    async_url: str
-    drivername: str
-    user: str | None
-    password: str | None
-    host: str | None
-    port: int | None
-    name: str | None
-
-
 def get_database_url(name: str = "default") -> DatabaseURL | None:
     """The parts of the URL configured for database `name`, or None when there is none."""
     from sqlalchemy.engine import make_url
@@ -359,14 +318,6 @@ def get_database_url(name: str = "default") -> DatabaseURL | None:
         port=parsed.port,
         name=parsed.database,
     )
-
-
-def async_database_url(url: str) -> str:
-    """The same URL with the async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
-    scheme, rest = url.split("://", 1)
-    driver = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-    driver["sqlite"] = "sqlite+aiosqlite"
-    return f"{driver.get(scheme, scheme)}://{rest}"
 
 
 def get_async_redis_instance(name: str) -> async_redis.Redis:

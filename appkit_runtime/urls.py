@@ -1,0 +1,60 @@
+"""URL checks and parts for the Redis and database URLs the settings accept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+REDIS_SCHEMES = {"redis", "rediss", "unix", "memory", "redis+cluster", "rediss+cluster"}
+DATABASE_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite"}
+
+
+def check_redis_url(url: str) -> None:
+    """Raise `ValueError` unless `url` is a Redis URL the runtime can connect to."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
+        known = ", ".join(sorted(REDIS_SCHEMES))
+        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
+    _check_port(parts.netloc.rpartition("@")[2])
+
+
+def check_database_url(url: str) -> None:
+    """Raise `ValueError` unless `url` is a PostgreSQL or SQLite URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in DATABASE_SCHEMES:
+        known = ", ".join(sorted(DATABASE_SCHEMES))
+        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
+    _check_port(parts.netloc.rpartition("@")[2])
+
+
+def _check_port(hostport: str) -> None:
+    for host in hostport.split(","):
+        if host.startswith("["):
+            host = host.partition("]")[2]
+        _, colon, port = host.partition(":")
+        if colon and not port.isdigit():
+            raise ValueError(f"port {port!r} is not a number")
+        if colon and not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} is out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseURL:
+    """A database URL split into the parts the reference reads, plus the async URL."""
+
+    url: str
+    async_url: str
+    drivername: str
+    user: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    name: str | None
+
+
+def async_database_url(url: str) -> str:
+    """The same URL with the async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
+    scheme, rest = url.split("://", 1)
+    driver = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+    driver["sqlite"] = "sqlite+aiosqlite"
+    return f"{driver.get(scheme, scheme)}://{rest}"

@@ -1,0 +1,1 @@
+"""appkit-scaffold: add endpoints to, render and check services made from appkit's template."""

@@ -1,0 +1,190 @@
+"""The `appkit-scaffold` command line; each command imports its work only when it runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from scaffold.errors import ScaffoldError
+
+PROG = "appkit-scaffold"
+_PROJECT_DIR = click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The service (or a folder in it); default: the current folder.",
+)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  appkit-scaffold new orders-service --data database=sqlite
+  appkit-scaffold add-endpoint orders --method post --path /orders --rate-limit 10/60
+  appkit-scaffold check
+  appkit-scaffold upgrade --to v0.2.0 --dry-run""",
+)
+def cli() -> None:
+    """Start appkit services, add endpoints to them, check and upgrade them."""
+
+
+@cli.command(
+    "add-endpoint",
+    epilog="""\b
+Examples:
+  appkit-scaffold add-endpoint orders --method post
+  appkit-scaffold add-endpoint order --path /orders/{order_id} --scopes orders:read
+  appkit-scaffold add-endpoint status --public --dry-run""",
+)
+@click.argument("name")
+@click.option(
+    "--method",
+    type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"], case_sensitive=False),
+    default="GET",
+    show_default=True,
+    help="HTTP method (any case).",
+)
+@click.option(
+    "--path", default=None, help="Route path, such as /orders/{order_id}. [default: /NAME]"
+)
+@click.option("--public", is_flag=True, help="No key needed: leave out the protected chain.")
+@click.option("--rate-limit", default=None, metavar="N/S", help="This route's own limit.")
+@click.option("--scopes", default=None, metavar="A,B", help="Scopes a key needs for this route.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show the files and the registry diff; write nothing."
+)
+@_PROJECT_DIR
+def add_endpoint_command(
+    name: str,
+    method: str,
+    path: str | None,
+    public: bool,
+    rate_limit: str | None,
+    scopes: str | None,
+    dry_run: bool,
+    project_dir: Path | None,
+) -> int:
+    """Add endpoint NAME: src/<package>/routers/NAME.py, tests/test_NAME.py, and its registration.
+
+    All or nothing: anything in the way refuses the whole change and leaves every file as it was.
+    """
+    from scaffold.add import add_endpoint
+    from scaffold.endpoint import Endpoint, parse_scopes
+    from scaffold.project import find_service
+
+    endpoint = Endpoint(
+        name=name,
+        method=method.upper(),
+        path=path or "",
+        public=public,
+        rate_limit=rate_limit,
+        scopes=parse_scopes(scopes),
+    )
+    endpoint.check()
+    service = find_service(project_dir or Path.cwd())
+    return add_endpoint(service, endpoint, dry_run)
+
+
+@cli.command(
+    "new",
+    epilog="""\b
+Examples:
+  appkit-scaffold new orders-service
+  appkit-scaffold new billing --data package_name=billing --data database=sqlite""",
+)
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An answer to a template question (repeatable); the rest take their defaults.",
+)
+@click.option("--vcs-ref", default=None, help="Template git ref, when the template is a checkout.")
+def new_command(dest: Path, data: tuple[str, ...], vcs_ref: str | None) -> int:
+    """Render a new service into DEST from the template that ships with appkit-runtime.
+
+    The project name defaults to DEST's folder name.
+    """
+    from scaffold.new import new_service, parse_data
+
+    return new_service(dest, parse_data(data), vcs_ref)
+
+
+@cli.command(
+    "check",
+    epilog="""\b
+Example (in a service's CI):
+  appkit-scaffold check --project-dir .""",
+)
+@_PROJECT_DIR
+def check_command(project_dir: Path | None) -> int:
+    """List every problem of a service; exit 1 if there is any.
+
+    Routes whose limiter or metrics run before auth, a runtime that does not match the template
+    version, conflict markers in tracked files, a missing answers file.
+    """
+    from scaffold.check import check
+
+    return check(project_dir or Path.cwd())
+
+
+@cli.command(
+    "upgrade",
+    epilog="""\b
+Examples:
+  appkit-scaffold upgrade --dry-run
+  appkit-scaffold upgrade --to v0.2.0""",
+)
+@click.option(
+    "--to", "to", default=None, metavar="vX.Y.Z", help="Template version; default: latest."
+)
+@click.option("--dry-run", is_flag=True, help="Update a temporary copy and report; touch nothing.")
+@_PROJECT_DIR
+def upgrade_command(to: str | None, dry_run: bool, project_dir: Path | None) -> int:
+    """Update the service to a later template version and summarise what changed."""
+    from scaffold.upgrade import upgrade
+
+    return upgrade(project_dir or Path.cwd(), to, dry_run)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code: refusals print one line, never a trace.
+
+    Exit 2 for bad usage, 1 for a conflict (or what a command returns).
+    """
+    try:
+        code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else "", err=True)
+        return 2
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx else PROG
+        _refuse(f"{where}: {error.format_message()}")
+        return 2
+    except click.ClickException as error:
+        _refuse(f"{PROG}: {error.format_message()}")
+        return error.exit_code
+    except click.Abort:
+        _refuse(f"{PROG}: aborted")
+        return 1
+    except ScaffoldError as error:
+        _refuse(f"{PROG}: {error}")
+        return error.exit_code
+    return int(code or 0)
+
+
+def main() -> None:
+    """The console script `appkit-scaffold`."""
+    sys.exit(run())
+
+
+def _refuse(line: str) -> None:
+    click.echo(" ".join(line.split()), err=True)
+
+
+if __name__ == "__main__":
+    main()

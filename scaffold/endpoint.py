@@ -1,0 +1,115 @@
+"""One endpoint to add: its options checked, its router module and tests rendered in memory.
+
+The files come from the template's own snippets (`template/.snippets/`), the very macros the
+example `items` endpoint is built from, so a new endpoint and the example cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scaffold.errors import UsageProblem
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+SNIPPETS = "template/.snippets"
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SEGMENT = r"(?:[A-Za-z0-9._~-]|\{[A-Za-z_][A-Za-z0-9_]*\})+"
+_PATH = re.compile(rf"/|(?:/{_SEGMENT})+/?")
+_PARAM = re.compile(r"\{([^{}]*)\}")
+_RATE_LIMIT = re.compile(r"[1-9][0-9]*/[1-9][0-9]*")
+_SCOPE = re.compile(r"[A-Za-z0-9:._/*+-]+")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What `add-endpoint` was asked for; `check()` refuses bad usage with one line."""
+
+    name: str
+    method: str = "GET"
+    path: str = ""
+    public: bool = False
+    rate_limit: str | None = None
+    scopes: list[str] = field(default_factory=list)
+
+    @property
+    def route_path(self) -> str:
+        """The path given, or `/NAME` with `_` as `-`."""
+        return self.path or "/" + self.name.replace("_", "-")
+
+    @property
+    def context(self) -> dict[str, object]:
+        """The snippets' context: name, method, path, public, rate_limit, scopes."""
+        return {
+            "name": self.name,
+            "method": self.method,
+            "path": self.route_path,
+            "public": self.public,
+            "rate_limit": self.rate_limit,
+            "scopes": list(self.scopes),
+        }
+
+    def check(self) -> None:
+        """Raise `UsageProblem` naming the first bad option."""
+        name = self.name
+        if not _NAME.fullmatch(name):
+            raise UsageProblem(
+                f"bad endpoint name {name!r}: use a Python identifier (letters, digits, _)"
+            )
+        if keyword.iskeyword(name) or name.startswith("__"):
+            raise UsageProblem(f"bad endpoint name {name!r}: it is a Python keyword or dunder")
+        if self.method not in METHODS:
+            raise UsageProblem(f"bad method {self.method!r}: use one of {', '.join(METHODS)}")
+        self._check_path()
+        if self.public and (self.rate_limit or self.scopes):
+            raise UsageProblem("--rate-limit and --scopes need a protected endpoint: drop --public")
+        if self.rate_limit is not None and not _RATE_LIMIT.fullmatch(self.rate_limit):
+            raise UsageProblem(
+                f"bad rate limit {self.rate_limit!r}: use N/S, N requests per S seconds, "
+                "both at least 1, such as 10/60"
+            )
+        for scope in self.scopes:
+            if not _SCOPE.fullmatch(scope):
+                raise UsageProblem(f"bad scope {scope!r}: use letters, digits and : . _ / * + -")
+
+    def _check_path(self) -> None:
+        path = self.route_path
+        if not path.startswith("/"):
+            raise UsageProblem(f"bad path {path!r}: it must start with /")
+        params = _PARAM.findall(path)
+        for param in params:
+            if not _NAME.fullmatch(param) or keyword.iskeyword(param):
+                raise UsageProblem(
+                    f"bad path parameter {{{param}}} in {path!r}: use a Python identifier"
+                )
+        if not _PATH.fullmatch(path):
+            raise UsageProblem(
+                f"bad path {path!r}: use segments of letters, digits, . _ ~ - and {{parameters}}"
+            )
+        if len(set(params)) != len(params):
+            raise UsageProblem(f"bad path {path!r}: a parameter appears twice")
+
+
+def parse_scopes(scopes: str | None) -> list[str]:
+    """`"a, b"` gives `["a", "b"]`; empty entries are dropped."""
+    return [scope.strip() for scope in (scopes or "").split(",") if scope.strip()]
+
+
+def render_endpoint(template_root: Path, endpoint: Endpoint) -> tuple[str, str]:
+    """The router module and its tests, rendered from the snippets and compiled to check them."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_root),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    rendered = []
+    for snippet in ("router.py.jinja", "test_router.py.jinja"):
+        text = environment.get_template(f"{SNIPPETS}/{snippet}").render(**endpoint.context)
+        compile(text, snippet.removesuffix(".jinja"), "exec", dont_inherit=True)
+        rendered.append(text)
+    return rendered[0], rendered[1]

@@ -7,9 +7,10 @@ check, with no Redis call and no thread hop. Misses go through `appkit_runtime.a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
@@ -25,9 +26,14 @@ from appkit_runtime.auth.decisions import (
 )
 from appkit_runtime.auth.resolve import resolve_async
 from appkit_runtime.errors import AuthorityUnavailable
+from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.tokens import ProjectToken
 
 SCHEME_NAME = "APIKey"
+# Authority calls get threads of their own: a hanging authority must not take every thread
+# of the shared pool (40) that sync endpoints and `run_in_threadpool` callers need.
+AUTHORITY_THREADS = 32
+_authority_limiters: LoopCache[CapacityLimiter] = LoopCache()
 _DESCRIPTION = "An API key, as `Authorization: Bearer <key>` or in the `X-API-Key` header."
 
 
@@ -89,7 +95,7 @@ class FastAPIAuthenticateBase(SecurityBase):
             port = _server_port(request)
 
             async def ask() -> tuple[ProjectToken | None, float]:
-                return await run_in_threadpool(
+                call = partial(
                     self.get_project_token,
                     current_product,
                     headers,
@@ -98,6 +104,10 @@ class FastAPIAuthenticateBase(SecurityBase):
                     request_method,
                     port,
                 )
+                limiter = _authority_limiters.get(
+                    "authority", lambda: CapacityLimiter(AUTHORITY_THREADS)
+                )
+                return await to_thread.run_sync(call, limiter=limiter)
 
             try:
                 project_token = await resolve_async(digest, ask)

@@ -99,7 +99,7 @@ class KeyAuthority(ThreadingHTTPServer):
         self.mode = "ok"
         self.held = 0
         self.calls = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._release = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
@@ -121,9 +121,15 @@ class KeyAuthority(ThreadingHTTPServer):
         self.server_close()
         self._thread.join()
 
+    def wait_held(self, count: int, seconds: float = 10.0) -> bool:
+        """Block until `count` calls are being held (slow mode); False after `seconds`."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self.held >= count, seconds)
+
     def hold(self) -> None:
         with self._lock:
             self.held += 1
+            self._lock.notify_all()
         try:
             self._release.wait(30)
         finally:

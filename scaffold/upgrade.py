@@ -1,0 +1,145 @@
+"""`appkit-scaffold upgrade`: `copier update` with inline conflicts, and a summary of what changed.
+
+Refuses a service with uncommitted changes (the update merges against the last commit, and a
+clean tree is what makes it reviewable and undoable). `--dry-run` upgrades a git clone of the
+service in a temporary folder and reports the same, leaving the service as it is. Exit codes:
+0 upgraded cleanly, 1 conflicts remain, 2 refused or failed (the service is left as it was).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from scaffold.errors import ScaffoldError
+from scaffold.project import ANSWERS_FILE, find_service, read_answers
+from scaffold.upgrade_summary import Summary, git, summarize
+
+REFUSED = 2
+
+
+class Refusal(ScaffoldError):
+    """The upgrade did not run, or was undone: one line, exit 2."""
+
+    exit_code = REFUSED
+
+
+def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
+    """Upgrade the service at or above `project_dir` to template tag `to` (default: latest)."""
+    try:
+        service = find_service(project_dir)
+        repository = _check_clean(service.root)
+        if dry_run:
+            return _dry_run(service.root, repository, to)
+        summary = _update(service.root, to, service.answers)
+    except ScaffoldError as refusal:
+        print(refusal, file=sys.stderr)
+        return REFUSED
+    print(f"upgraded {service.root} to {_commit(service.root)}")
+    return _report(summary)
+
+
+def _report(summary: Summary) -> int:
+    print("\n".join(summary.lines()))
+    return 1 if summary.conflicts else 0
+
+
+def _check_clean(root: Path) -> Path:
+    """The git work tree that holds `root`; refuses when there is none or it has changes."""
+    try:
+        top = Path(git("rev-parse", "--show-toplevel", cwd=root).strip())
+    except subprocess.CalledProcessError:
+        raise Refusal(
+            f"refusing to upgrade: {root} is not in a git repository "
+            "(copier merges through git: git init, then commit everything)"
+        ) from None
+    changes = git("status", "--porcelain", "--", ".", cwd=root).splitlines()
+    if changes:
+        raise Refusal(
+            f"refusing to upgrade: {root} has {len(changes)} uncommitted change(s); "
+            "commit or stash them first"
+        )
+    return top
+
+
+def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
+    """Run the update in `root`; on any failure put every file back and refuse."""
+    import copier
+    from copier.errors import CopierError
+    from plumbum import ProcessExecutionError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="appkit-upgrade-") as scratch:
+            copier.run_update(
+                root,
+                conflict="inline",
+                overwrite=True,
+                unsafe=True,
+                vcs_ref=to,
+                defaults=True,
+                quiet=True,
+            )
+            fresh, is_skipped = _render_fresh(root, Path(scratch) / "fresh")
+            return summarize(root, ANSWERS_FILE, fresh, is_skipped, old_answers)
+    except (
+        CopierError,
+        subprocess.CalledProcessError,
+        ProcessExecutionError,
+        OSError,
+        ValueError,
+    ) as error:
+        _restore(root)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise Refusal(f"upgrade failed, nothing changed: {reason}") from None
+
+
+def _render_fresh(root: Path, into: Path) -> tuple[Path, Any]:
+    """The new version rendered from scratch with the service's new answers, and its skip test."""
+    import copier
+
+    answers = read_answers(root / ANSWERS_FILE)
+    data = {key: value for key, value in answers.items() if not key.startswith("_")}
+    worker = copier.run_copy(
+        str(answers["_src_path"]),
+        into,
+        data=data,
+        vcs_ref=str(answers["_commit"]),
+        defaults=True,
+        quiet=True,
+        unsafe=True,
+        skip_tasks=True,
+    )
+    return into, worker.match_skip
+
+
+def _restore(root: Path) -> None:
+    """Put the service back to its last commit (it was clean when the update started)."""
+    for args in (
+        ("reset", "-q", "--", "."),
+        ("checkout", "-q", "HEAD", "--", "."),
+        ("clean", "-fdq", "--", "."),
+    ):
+        subprocess.run(["git", *args], cwd=root, capture_output=True)
+
+
+def _commit(root: Path) -> str:
+    return str(read_answers(root / ANSWERS_FILE).get("_commit"))
+
+
+def _dry_run(root: Path, repository: Path, to: str | None) -> int:
+    """Upgrade a clone of the service's repository and report; the service is not touched."""
+    with tempfile.TemporaryDirectory(prefix="appkit-upgrade-dry-run-") as scratch:
+        clone = Path(scratch) / "service"
+        try:
+            head = git("rev-parse", "HEAD", cwd=repository).strip()
+            git("clone", "--quiet", "--no-checkout", str(repository), str(clone), cwd=repository)
+            git("checkout", "--quiet", head, cwd=clone)
+        except subprocess.CalledProcessError as error:
+            raise Refusal(f"dry run failed: cannot clone {repository}: {error.stderr}") from None
+        copy = clone / root.resolve().relative_to(repository.resolve())
+        summary = _update(copy, to, read_answers(copy / ANSWERS_FILE))
+        print(f"dry run: {root} left as it is; upgrading it to {_commit(copy)} would give")
+        return _report(summary)

@@ -1,0 +1,105 @@
+"""An unedited service updates to exactly a fresh copy; `--dry-run` reports and touches nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scaffold.upgrade import upgrade
+from tests.helpers import git, git_save, render_service
+from tests.upgrade.conftest import SCAFFOLD, V1, V2, edit, release_v2, tree
+
+
+def test_unedited_service_updated_from_v1_equals_a_fresh_copy_of_v2(
+    appkit: Path, committed_service: Callable[[str], Path], tmp_path: Path
+) -> None:
+    # A service from v1 nobody edited, then v2 with a rename and a new file.
+    service = committed_service("plain")
+    release_v2(appkit)
+
+    assert upgrade(service, to=V2, dry_run=False) == 0
+
+    # The same answers rendered from v2 in an empty folder give the very same tree.
+    fresh = tmp_path / "fresh" / "plain"
+    render_service(appkit, fresh, package_name="plain")
+    assert git("describe", "--tags", cwd=appkit).strip() == V2
+    assert tree(service) == tree(fresh)
+
+
+def test_dry_run_reports_the_upgrade_and_touches_nothing(
+    appkit: Path, committed_service: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A team edit that v2 changes too: the dry run must report the conflict it would give.
+    service = committed_service("dry")
+    edit(service / "README.md", "## Deploy it\n", "## Deploy it (team)\n")
+    git_save(service, "team edits")
+    release_v2(appkit)
+    before = tree(service), git("rev-parse", "HEAD", cwd=service)
+
+    assert upgrade(service, to=None, dry_run=True) == 1
+    dry = capsys.readouterr().out.splitlines()
+
+    # Nothing changed: files, commit, index.
+    assert (tree(service), git("rev-parse", "HEAD", cwd=service)) == before
+    assert git("status", "--porcelain", cwd=service) == ""
+    assert dry[0] == f"dry run: {service} left as it is; upgrading it to {V2} would give"
+    # The real upgrade then reports exactly what the dry run said.
+    assert upgrade(service, to=None, dry_run=False) == 1
+    real = capsys.readouterr().out.splitlines()
+    assert real[0] == f"upgraded {service} to {V2}"
+    assert dry[1:] == real[1:]
+    assert any(line.startswith("  README.md:") for line in real)
+
+
+def test_dirty_tree_is_refused_in_one_line_and_left_alone(
+    appkit: Path, committed_service: Callable[[str], Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    service = committed_service("dirty")
+    release_v2(appkit)
+    edit(service / "README.md", "## Run it\n", "## Run it now\n")
+    (service / "notes.txt").write_text("an untracked file\n")
+    before = tree(service)
+
+    # Through the command line, as a team runs it.
+    run = subprocess.run(
+        [SCAFFOLD, "upgrade", "--project-dir", service], capture_output=True, text=True
+    )
+
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"refusing to upgrade: {service} has 2 uncommitted change(s); commit or stash them first"
+    ]
+    assert tree(service) == before
+
+
+def test_unknown_version_fails_in_one_line_and_changes_nothing(
+    appkit: Path, committed_service: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = committed_service("unknown")
+    release_v2(appkit)
+    before = tree(service)
+
+    assert upgrade(service, to="v9.9.9", dry_run=False) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("upgrade failed, nothing changed: ")
+    assert tree(service) == before
+    assert git("status", "--porcelain", cwd=service) == ""
+
+
+def test_outside_a_service_or_git_repository_is_refused(
+    tmp_path: Path, appkit: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No answers file anywhere above.
+    assert upgrade(tmp_path, to=None, dry_run=False) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    # A service that is not in git.
+    service = render_service(appkit, tmp_path / "nogit", package_name="nogit")
+    assert upgrade(service, to=None, dry_run=True) == 2
+    assert capsys.readouterr().err.startswith(f"refusing to upgrade: {service} is not in a git")
+    assert V1  # the service stays at v1: nothing ran

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
         raise Refusal(f"upgrade failed, nothing changed: {reason}") from None
 
 
-def _render_fresh(root: Path, into: Path) -> tuple[Path, Any]:
+def _render_fresh(root: Path, into: Path) -> tuple[Path, Callable[[Path], bool]]:
     """The new version rendered from scratch with the service's new answers, and its skip test."""
     import copier
 

@@ -8,7 +8,7 @@ update started from).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,11 @@ class Summary:
 
 
 def summarize(
-    root: Path, answers_file: str, fresh: Path, is_skipped: Any, old_answers: Mapping[str, Any]
+    root: Path,
+    answers_file: str,
+    fresh: Path,
+    is_skipped: Callable[[Path], bool],
+    old_answers: Mapping[str, Any],
 ) -> Summary:
     """Compare the updated service at `root` with its last commit and with `fresh`.
 

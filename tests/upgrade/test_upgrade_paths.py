@@ -102,4 +102,4 @@ def test_outside_a_service_or_git_repository_is_refused(
     service = render_service(appkit, tmp_path / "nogit", package_name="nogit")
     assert upgrade(service, to=None, dry_run=True) == 2
     assert capsys.readouterr().err.startswith(f"refusing to upgrade: {service} is not in a git")
-    assert V1  # the service stays at v1: nothing ran
+    assert f"_commit: {V1}\n" in (service / ".copier-answers.yml").read_text()

@@ -30,12 +30,21 @@ class Load:
 
     async def __aexit__(self, *exc: object) -> None:
         self._stopping = True
-        await asyncio.gather(*self._tasks)
+        outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+        errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if errors:
+            raise errors[0]
 
     async def _work(self, number: int) -> None:
         turn = number
         while not self._stopping:
-            async with Connection(self.port) as connection:
+            connection = Connection(self.port)
+            try:
+                await connection.open()
+            except OSError:
+                await asyncio.sleep(0.01)  # the server is gone: do not spin
+                continue
+            try:
                 while not self._stopping:
                     path, key = self.requests[turn % len(self.requests)]
                     turn += 1
@@ -44,7 +53,8 @@ class Load:
                     self._arrived.set()
                     if reply is None:
                         break
-            await asyncio.sleep(0.01)  # the server is gone: do not spin
+            finally:
+                await connection.close()
 
     async def until(self, count: int, phase: str | None = None) -> None:
         """Wait until `count` replies have arrived (in `phase`, if given); a minute at most."""

@@ -27,11 +27,14 @@ class Connection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> Connection:
-        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
-        return self
+        return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def open(self) -> Connection:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
 
     async def close(self) -> None:
         if self._writer is not None:

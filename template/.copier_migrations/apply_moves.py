@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
 from moves import MOVES
 from packaging.version import Version
 
@@ -103,6 +102,8 @@ def main(answers_file: str) -> int:
     )
     if not moves:
         return 0
+    import yaml
+
     answers = yaml.safe_load(committed(answers_file) or b"{}")
     with tempfile.TemporaryDirectory() as scratch:
         base_tree = Path(scratch, "old")

@@ -1,0 +1,101 @@
+"""check, for a service's CI: a clean service passes; each planted problem is listed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.helpers import git_init
+from tests.scaffold.conftest import Result
+
+Scaffold = Callable[..., Result]
+
+MISORDERED = '''"""A limiter without a key before it: the runtime's order check must catch it."""
+
+from __future__ import annotations
+
+from appkit_runtime.fastapi import ProjectRateLimiter
+from fastapi import APIRouter, Depends
+
+router = APIRouter()
+
+
+@router.get("/unguarded", dependencies=[Depends(ProjectRateLimiter())])
+async def unguarded() -> dict[str, str]:
+    return {}
+'''
+
+
+def test_a_clean_service_passes(scaffold: Scaffold, service: Path) -> None:
+    git_init(service)
+    # An endpoint added by the scaffold is in order too.
+    assert scaffold("add-endpoint", "orders", "--project-dir", service).code == 0
+
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 0, result.out + result.err
+    assert result.out == "check: no problems\n"
+
+
+def test_every_planted_problem_is_listed(scaffold: Scaffold, service: Path) -> None:
+    # A mis-ordered route, registered the way add-endpoint does it.
+    routers = service / "src" / "shop" / "routers"
+    (routers / "unguarded.py").write_text(MISORDERED)
+    registry = routers / "__init__.py"
+    registry.write_text(
+        registry.read_text()
+        .replace("import items\n", "import items, unguarded\n")
+        .replace("    items.router,\n", "    items.router,\n    unguarded.router,\n")
+    )
+    # A merge left half done, in a tracked file.
+    readme = service / "README.md"
+    readme.write_text(
+        readme.read_text() + "<<<<<<< before updating\nold\n=======\nnew\n>>>>>>> after updating\n"
+    )
+    lines = readme.read_text().count("\n")
+    # Answers from a template version this runtime does not match.
+    answers = service / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("_commit: v", "_commit: v9.9.9-was-v"))
+    git_init(service)
+
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 1
+    problems = result.out.splitlines()
+    assert f"README.md:{lines - 4}: conflict marker <<<<<<<" in problems
+    assert f"README.md:{lines}: conflict marker >>>>>>>" in problems
+    assert (
+        "route GET /unguarded: ProjectRateLimiter runs without AuthenticateKey before it; "
+        "use dependencies=protected()"
+    ) in problems
+    assert any(
+        line.startswith("runtime ") and "template version 9.9.9" in line for line in problems
+    )
+    assert any(line.startswith("pyproject.toml requires appkit-runtime~=") for line in problems)
+    assert problems[-1] == f"check: {len(problems) - 1} problem(s)"
+
+
+def test_untracked_files_are_not_searched_for_markers(scaffold: Scaffold, service: Path) -> None:
+    git_init(service)
+    (service / "notes.txt").write_text("<<<<<<< mine\n")
+
+    assert scaffold("check", "--project-dir", service).code == 0
+
+
+def test_a_missing_answers_file_is_a_problem(scaffold: Scaffold, tmp_path: Path) -> None:
+    result = scaffold("check", "--project-dir", tmp_path)
+
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        f".copier-answers.yml is missing in {tmp_path} and above it",
+        "check: 1 problem(s)",
+    ]
+
+
+def test_a_service_that_does_not_import_is_a_problem(scaffold: Scaffold, service: Path) -> None:
+    (service / "src" / "shop" / "main.py").write_text("raise RuntimeError('broken on purpose')\n")
+
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 1
+    assert "cannot import shop.main:app: RuntimeError: broken on purpose" in result.out

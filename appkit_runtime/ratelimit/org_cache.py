@@ -92,7 +92,8 @@ class OrgOverrideCache:
         snapshot = self._snapshot
         settings = get_settings()
         if snapshot is None or snapshot.settings is not settings:
-            snapshot = await self._load(client, settings)
+            # Shielded: a request that goes away must not cancel the read others wait on.
+            snapshot = await asyncio.shield(self._load(client, settings))
         elif time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
             self._load(client, settings).add_done_callback(_log_failure)
         return snapshot.lookup(org_id, path)

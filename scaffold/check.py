@@ -63,10 +63,13 @@ def conflict_markers(root: Path) -> list[str]:
 
 
 def _files(root: Path) -> list[Path]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True, check=False
-    )
-    if listed.returncode == 0:
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True, check=False
+        )
+    except OSError:  # no git here: search every file
+        listed = None
+    if listed is not None and listed.returncode == 0:
         return [root / name for name in listed.stdout.split("\0") if name]
     files = []
     for folder, dirs, names in os.walk(root):

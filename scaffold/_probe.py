@@ -6,12 +6,9 @@ Usage: python -m scaffold._probe SRC_DIR PACKAGE
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import sys
-from types import SimpleNamespace
-from typing import Any
 
 
 def probe(src: str, package: str) -> dict[str, object]:
@@ -23,31 +20,10 @@ def probe(src: str, package: str) -> dict[str, object]:
         app = importlib.import_module(f"{package}.main").app
         from appkit_runtime.fastapi.route_order import route_order_problems
 
-        report["problems"] = route_order_problems(flattened(app))
+        report["problems"] = route_order_problems(app)
     except Exception as error:  # any import failure is a problem to list, not a crash
         report["error"] = f"{type(error).__name__}: {error}"
     return report
-
-
-def flattened(app: Any) -> Any:
-    """`app` with every included router's routes listed, each with its effective dependencies.
-
-    FastAPI 0.165 and later include routers lazily: `app.routes` then holds one entry per
-    included router, which a walk over `app.routes` alone would never look into.
-    """
-    try:
-        from fastapi.routing import APIRoute, iter_route_contexts
-    except ImportError:
-        return app
-    routes = []
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        dependant = getattr(context, "dependant", None)
-        if isinstance(route, APIRoute) and dependant is not None:
-            route = copy.copy(route)
-            route.path, route.dependant = context.path, dependant
-        routes.append(route)
-    return SimpleNamespace(routes=routes)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,27 @@ def chain_roles(dependant: Dependant) -> Iterator[str]:
             yield from role if isinstance(role, tuple) else (role,)
 
 
+def _api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every API route with its effective path and dependencies, included routers' too.
+
+    FastAPI 0.165 and later include routers lazily: `app.routes` then holds one entry per
+    included router, and only `iter_route_contexts` shows the routes inside with the
+    router-level dependencies applied.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        yield from (route for route in app.routes if isinstance(route, APIRoute))
+        return
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
+
+
 def route_order_problems(app: FastAPI) -> list[str]:
     """One line per route whose limiter or metrics runs without authentication before it."""
     problems = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for route in _api_routes(app):
         authenticated = False
         for role in chain_roles(route.dependant):
             if role == "auth":

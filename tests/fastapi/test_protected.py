@@ -59,6 +59,24 @@ async def test_a_misordered_route_stops_start_up_naming_it(dependencies: list) -
 
 
 @pytest.mark.usefixtures("real_redis")
+async def test_a_misordered_route_inside_an_included_router_is_found() -> None:
+    from fastapi import APIRouter
+
+    app = get_fastapi_app("nested-order")
+    inner = APIRouter()
+
+    @inner.get("/reports/{report_id}", dependencies=[Depends(AddJobToMetrics())])
+    async def report(report_id: int) -> None: ...
+
+    outer = APIRouter(prefix="/v1")
+    outer.include_router(inner)
+    app.include_router(outer)
+    with pytest.raises(RouteOrderError, match=r"^GET /v1/reports/\{report_id\}: AddJobToMetrics"):
+        async with client_for(app):
+            pass
+
+
+@pytest.mark.usefixtures("real_redis")
 async def test_router_level_auth_counts_as_before_route_dependencies() -> None:
     from fastapi import APIRouter
 

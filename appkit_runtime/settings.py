@@ -44,9 +44,9 @@ class RateLimit(NamedTuple):
 
 
 def parse_rate_limit(text: str) -> RateLimit:
-    """Parse `"100/60"` (100 requests per 60 s); both numbers must be at least 1."""
+    """Parse `"100/60"` (100 requests per 60 s); both numbers from 1 to 2**31 - 1."""
     match = _RATE_LIMIT.match(text)
-    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+    if match is None or not all(1 <= int(n) < 2**31 for n in match.groups()):
         raise ValueError("expected N/S with N and S at least 1, such as 100/60")
     return RateLimit(int(match[1]), int(match[2]))
 

@@ -52,9 +52,14 @@ async def hit_client(
     return RateLimitResult.from_reply(reply)
 
 
+# Larger values break inside Redis: Lua prints numbers with 14 digits (PEXPIRE of a huge
+# expiry fails, so the limiter would fail open) and replies overflow to negative integers.
+MAX_LIMIT_VALUE = 2**31 - 1
+
+
 def check_positive_int(name: str, value: object) -> int:
-    """`value` if it is an integer of at least 1, else `ValueError` naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """`value` if it is an integer from 1 to `MAX_LIMIT_VALUE`, else `ValueError` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT_VALUE:
         raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
     return value
 

@@ -8,7 +8,8 @@ from fastapi import Depends, params
 
 from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.fastapi.metrics import AddJobToMetrics
-from appkit_runtime.fastapi.ratelimit import ProjectRateLimiter
+from appkit_runtime.fastapi.ratelimit import PathRateLimiter, ProjectRateLimiter, apply_rate_limit
+from appkit_runtime.ratelimit.mode import Mode
 
 
 def protected(
@@ -16,13 +17,24 @@ def protected(
     scopes: Iterable[str] = (),
     max_requests: int | None = None,
     expiry: int | None = None,
+    *,
+    cost: int = 1,
+    mode: Mode | None = None,
 ) -> list[params.Depends]:
     """The protected chain in its one correct order, for `dependencies=protected()`."""
+    limiter = ProjectRateLimiter(max_requests=max_requests, expiry=expiry, cost=cost, mode=mode)
     return [
         Depends(AuthenticateKey(product, scopes=scopes)),
-        Depends(ProjectRateLimiter(max_requests=max_requests, expiry=expiry)),
+        Depends(limiter),
         Depends(AddJobToMetrics(product=product)),
     ]
 
 
-__all__ = ["AddJobToMetrics", "AuthenticateKey", "ProjectRateLimiter", "protected"]
+__all__ = [
+    "AddJobToMetrics",
+    "AuthenticateKey",
+    "PathRateLimiter",
+    "ProjectRateLimiter",
+    "apply_rate_limit",
+    "protected",
+]

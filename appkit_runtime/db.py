@@ -6,6 +6,7 @@ back to the embedded `sqlite+aiosqlite:///./<service>.db` when `APPKIT_DATABASE_
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from appkit_runtime.errors import ConfigurationError
+from appkit_runtime.errors import AppkitError, ConfigurationError, DatabaseUnavailable
 from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.settings import async_database_url, get_settings
 
@@ -77,13 +78,42 @@ def session_dependency(name: str = "default") -> Callable[[], AsyncIterator[Asyn
         async with get_sessionmaker(name)() as session:
             try:
                 yield session
-            except BaseException:
-                await session.rollback()
+            except BaseException as error:
+                await _rollback_quietly(session)
+                if _is_unreachable(error):
+                    raise DatabaseUnavailable(
+                        f"database {name!r}: {type(error).__name__}"
+                    ) from error
                 raise
-            await session.commit()
+            try:
+                await session.commit()
+            except (ConnectionError, TimeoutError, socket.gaierror) as error:
+                raise DatabaseUnavailable(f"database {name!r}: {type(error).__name__}") from error
 
     dependency.__name__ = f"get_session_{name}"
     return dependency
+
+
+def _is_unreachable(error: BaseException) -> bool:
+    """A connection failure of the database driver, as opposed to the endpoint's own error.
+
+    asyncpg raises a refused connection or a time-out as a bare builtin, unwrapped by
+    SQLAlchemy; the runtime's own errors (a Redis `StorageError`) are not the database's.
+    """
+    unreachable = isinstance(error, ConnectionError | TimeoutError | socket.gaierror)
+    return unreachable and not isinstance(error, AppkitError)
+
+
+def _unavailable(name: str, error: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"database {name!r} unavailable: {type(error).__name__}")
+
+
+async def _rollback_quietly(session: AsyncSession) -> None:
+    """Roll back; a database that is gone cannot roll back, and that must not hide why."""
+    try:
+        await session.rollback()
+    except (ConnectionError, TimeoutError, OSError):
+        pass
 
 
 get_session = session_dependency("default")

@@ -15,6 +15,10 @@ class StorageError(ConnectionError, AppkitError):
     """Redis could not be reached or answered with an error."""
 
 
+class DatabaseUnavailable(ConnectionError, AppkitError):
+    """The database could not be reached (refused, timed out, or its host unknown)."""
+
+
 class AuthorityUnavailable(ConnectionError, AppkitError):
     """The key authority could not be asked (down, timed out, or answered garbage)."""
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
-from appkit_runtime.errors import ConfigurationError
+from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
 from appkit_runtime.fastapi.health import router as health_router
 from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
 from appkit_runtime.fastapi.openapi import rate_limit_openapi
@@ -45,6 +45,7 @@ def get_fastapi_app(
     app.add_middleware(RequestMetricsMiddleware, service=settings.service_name)
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(ConnectionError, _unavailable)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(DisconnectionError, _database_unavailable)
     return app

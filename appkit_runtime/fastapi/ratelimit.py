@@ -2,8 +2,10 @@
 and the async override functions.
 
 The project limiter needs the `ProjectToken` that `AuthenticateKey` stores on
-`request.state`; counters are keyed by route template and a request costs one Redis round
-trip (the script): organisation overrides come from an in-process cache.
+`request.state`; counters are keyed by route template. Its requests spend permits from this
+process's quota lease (`appkit_runtime.ratelimit.leases`): a Redis round trip only when the
+lease runs out, its window ends or the limit is reached; organisation overrides come from an
+in-process cache.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from appkit_runtime.ratelimit import (
     delete_rate_limit_override,
     effective_limit,
     get_rate_limit_override,
-    hit,
     list_rate_limit_overrides,
     rate_limit_headers,
     rejection_headers,
@@ -30,6 +31,7 @@ from appkit_runtime.ratelimit.failure import (
     fails_open,
     record_failure,
 )
+from appkit_runtime.ratelimit.leases import hit_leased
 from appkit_runtime.ratelimit.limiter import check_positive_int, hit_client
 from appkit_runtime.ratelimit.mode import Mode, check_mode, refuses
 from appkit_runtime.ratelimit.org_overrides import (
@@ -184,7 +186,7 @@ async def _limit_project(
             "put AuthenticateKey before it (or use protected())"
         )
     try:
-        result = await hit(
+        result = await hit_leased(
             get_async_redis_instance(REDIS_NAME),
             token.org_id,
             token.project_id,

@@ -1,8 +1,9 @@
 """Per-project, per-route limit overrides: one small hash each, plus a per-project index set.
 
 The index lists the routes that have an override, so listing and clearing a project's
-overrides never SCAN the keyspace. All functions take the async Redis client first, as
-Application Kit's do.
+overrides never SCAN the keyspace. A write here makes this process's quota leases renew at
+their next use; other processes apply it at their next lease call. All functions take the
+async Redis client first, as Application Kit's do.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from appkit_runtime.ratelimit.keys import make_override_index_key, make_override_key
+from appkit_runtime.ratelimit.leases import invalidate_leases
 from appkit_runtime.ratelimit.limiter import check_positive_int
 from appkit_runtime.ratelimit.results import RateLimitOverride
 from appkit_runtime.ratelimit.storage import async_storage_for
@@ -60,6 +62,7 @@ async def set_rate_limit_override(
         expiry,
         check_ttl(ttl),
     )
+    invalidate_leases()
 
 
 async def get_rate_limit_override(
@@ -77,7 +80,9 @@ async def delete_rate_limit_override(redis: Any, org_id: str, project_id: str, p
     check_path(path)
     key = make_override_key(path, org_id, project_id)
     index_key = make_override_index_key(org_id, project_id)
-    return await async_storage_for(redis).delete_overrides(index_key, [key], [path]) > 0
+    deleted = await async_storage_for(redis).delete_overrides(index_key, [key], [path])
+    invalidate_leases()
+    return deleted > 0
 
 
 async def list_rate_limit_overrides(
@@ -105,4 +110,5 @@ async def clear_project_rate_limit_overrides(redis: Any, org_id: str, project_id
         batch = paths[start : start + _DELETE_BATCH]
         keys = [make_override_key(path, org_id, project_id) for path in batch]
         removed += await storage.delete_overrides(index_key, keys, batch)
+    invalidate_leases()
     return removed

@@ -20,6 +20,7 @@ from appkit_runtime.ratelimit.scripts import (
     ORG_OVERRIDES_READ_LUA,
     OVERRIDE_DELETE_LUA,
     OVERRIDE_SET_LUA,
+    PROJECT_RATE_LEASE_LUA,
     PROJECT_RATE_LIMITER_LUA,
 )
 
@@ -73,6 +74,7 @@ class AsyncRedisStorage:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._limiter = client.register_script(PROJECT_RATE_LIMITER_LUA)
+        self._lease = client.register_script(PROJECT_RATE_LEASE_LUA)
         self._set_override = client.register_script(OVERRIDE_SET_LUA)
         self._delete_overrides = client.register_script(OVERRIDE_DELETE_LUA)
         self._read_org = client.register_script(ORG_OVERRIDES_READ_LUA)
@@ -80,6 +82,13 @@ class AsyncRedisStorage:
     async def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
         try:
             return await self._limiter(keys, args)
+        except _BACKEND_ERRORS as error:
+            raise storage_error(error) from error
+
+    async def run_lease(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
+        """One call of the lease script (`PROJECT_RATE_LEASE_LUA`)."""
+        try:
+            return await self._lease(keys, args)
         except _BACKEND_ERRORS as error:
             raise storage_error(error) from error
 

@@ -49,9 +49,11 @@ async def test_script_flush_between_two_requests(
     assert second.headers["ratelimit"].startswith('"default";r=3;')
 
 
-async def test_a_request_sends_one_command_the_script(
+async def test_a_request_sends_at_most_one_command_the_lease_script(
     own_redis: Any, app_factory: AppFactory, client_factory: ClientFactory
 ) -> None:
+    # With quota leases, a request costs a script call only when this process's lease runs
+    # out (blocks of 1, 2, 4, ... permits), so 10 requests send from 1 to 10 EVALSHAs.
     client = client_factory(app_factory(max_requests=50, expiry=60))
     assert (await client.get("/items/1")).status_code == 200  # connects and loads the script
     with admin(own_redis) as server:
@@ -62,11 +64,12 @@ async def test_a_request_sends_one_command_the_script(
         stats = server.info("commandstats")
     assert {reply.status_code for reply in replies} == {200}
     calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
-    assert calls.pop("evalsha") == 10
-    # Command stats also count what the script calls inside Redis: once each per request.
+    sent = calls.pop("evalsha")
+    assert 1 <= sent < 10
+    # Command stats also count what the script calls inside Redis: once each per call.
     inside = {name: n for name, n in calls.items() if name not in ("info", "config|resetstat")}
     assert set(inside) <= {"get", "hmget", "pttl", "incrby", "pexpire"}
-    assert set(inside.values()) == {10}
+    assert set(inside.values()) == {sent}
 
 
 async def test_redis_killed_fails_open_or_closed_never_500_and_recovers(

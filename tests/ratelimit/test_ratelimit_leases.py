@@ -1,0 +1,141 @@
+"""Quota leases on the shared Redis: exact across holders, windows, overrides, single flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from appkit_runtime.ratelimit import rate_limit_keys
+from appkit_runtime.ratelimit.leases import LeaseTable
+from appkit_runtime.ratelimit.overrides import set_rate_limit_override
+from appkit_runtime.ratelimit.storage import AsyncRedisStorage, async_storage_for
+from appkit_runtime.settings import RateLimit, get_async_redis_instance
+from tests.ratelimit.test_ratelimit_fastapi import wait_for_window_reset
+
+ROUTE = "/items/{item_id}"
+KEYS = ("org-1", "project-1", ROUTE)
+
+
+def storage() -> AsyncRedisStorage:
+    return async_storage_for(get_async_redis_instance("ratelimit"))
+
+
+async def counter() -> int:
+    key, _ = rate_limit_keys(*KEYS)
+    return int(await get_async_redis_instance("ratelimit").get(key) or 0)
+
+
+async def allowed(table: LeaseTable, limit: RateLimit, cost: int = 1) -> bool:
+    result = await table.take(storage(), rate_limit_keys(*KEYS), limit, cost)
+    return not result.is_over_limit
+
+
+async def test_two_lease_holders_on_one_counter_spend_exactly_the_limit() -> None:
+    # Two tables stand for two processes: each leases blocks, and together they get 50.
+    first, second, limit = LeaseTable(), LeaseTable(), RateLimit(50, 60)
+    counts = {"first": 0, "second": 0}
+    refused = set()
+    while len(refused) < 2:
+        refused.clear()
+        for name, table in (("first", first), ("second", second)):
+            if await allowed(table, limit):
+                counts[name] += 1
+            else:
+                refused.add(name)
+
+    assert counts["first"] + counts["second"] == 50
+    assert min(counts.values()) > 0
+    assert await counter() == 50
+
+
+async def test_concurrent_holders_never_pass_the_limit() -> None:
+    tables, limit = [LeaseTable() for _ in range(4)], RateLimit(60, 60)
+
+    results = await asyncio.gather(*(allowed(tables[n % 4], limit) for n in range(400)))
+
+    assert 0 < sum(results) <= 60
+    assert await counter() <= 60
+
+
+async def test_a_cost_too_big_for_the_lease_gives_back_its_permits_first() -> None:
+    table, limit = LeaseTable(), RateLimit(10, 60)
+    assert await allowed(table, limit)
+    assert await allowed(table, limit)  # leases a block of 2: one permit still in hand
+
+    assert not await allowed(table, limit, cost=9)  # 8 left in all: refused, nothing used
+    assert await allowed(table, limit, cost=8)
+    assert not await allowed(table, limit)
+    assert await counter() == 10
+
+
+async def test_the_lease_ends_with_its_window() -> None:
+    table, limit = LeaseTable(), RateLimit(3, 1)
+    assert [await allowed(table, limit) for _ in range(4)] == [True, True, True, False]
+    await wait_for_window_reset()
+
+    result = await table.take(storage(), rate_limit_keys(*KEYS), limit, 1)
+
+    assert (result.is_over_limit, result.request_count, result.remaining) == (False, 1, 2)
+
+
+async def test_another_processs_override_applies_at_the_next_lease() -> None:
+    table, limit = LeaseTable(), RateLimit(1000, 60)
+    keys = rate_limit_keys(*KEYS)
+    results = [await table.take(storage(), keys, limit, 1) for _ in range(4)]  # blocks 1, 2, 4
+    # Written as another process would: this process's lease generation does not change.
+    await get_async_redis_instance("ratelimit").hset(
+        keys[1], mapping={"max_requests": 5, "expiry": 60}
+    )
+
+    in_hand = [await table.take(storage(), keys, limit, 1) for _ in range(3)]
+    renewed = await table.take(storage(), keys, limit, 1)
+
+    assert {r.effective_max_requests for r in results + in_hand} == {1000}
+    assert [r.request_count for r in in_hand] == [5, 6, 7]
+    # The lease call gave back nothing (the block was spent) and 7 + 1 passes 5: refused.
+    assert (renewed.is_over_limit, renewed.effective_max_requests) == (True, 5)
+    assert await counter() == 7
+
+
+async def test_an_override_written_here_applies_at_the_next_request() -> None:
+    table, limit = LeaseTable(), RateLimit(1000, 60)
+    keys = rate_limit_keys(*KEYS)
+    for _ in range(4):
+        await table.take(storage(), keys, limit, 1)  # blocks 1, 2, 4: three permits in hand
+    redis = get_async_redis_instance("ratelimit")
+    await set_rate_limit_override(redis, *KEYS, 6, 30)
+
+    result = await table.take(storage(), keys, limit, 1)
+
+    # The renewal gave the three unspent permits back before counting against the override.
+    assert (result.effective_max_requests, result.effective_expiry_s) == (6, 30)
+    assert (result.request_count, await counter()) == (5, 5)
+
+
+class CountingStorage:
+    """Counts lease calls and the most that were in flight at once."""
+
+    def __init__(self, inner: AsyncRedisStorage) -> None:
+        self.inner, self.calls, self.in_flight, self.most = inner, 0, 0, 0
+
+    async def run_lease(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
+        self.calls += 1
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await self.inner.run_lease(keys, args)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_concurrent_requests_share_one_lease_call() -> None:
+    table, spy, limit = LeaseTable(), CountingStorage(storage()), RateLimit(100, 60)
+    keys = rate_limit_keys(*KEYS)
+
+    takes = (table.take(spy, keys, limit, 1) for _ in range(200))  # type: ignore[arg-type]
+    results = await asyncio.gather(*takes)
+
+    assert sum(not r.is_over_limit for r in results) == 100
+    assert spy.most == 1
+    assert spy.calls < 100
+    assert await counter() == 100

@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 from uuid import uuid4
 
+import redis as sync_redis
+import redis.asyncio as async_redis
 from prometheus_client import Counter
 from redis.exceptions import NoScriptError, RedisError
 
@@ -204,6 +206,15 @@ def flush_usage_sync(redis: Any = None) -> bool:
 
 
 async def _send(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    if isinstance(client, async_redis.RedisCluster):
+        # redis-py refuses EVALSHA in cluster pipelines: one call per project, all at once,
+        # each routed to its project's slot.
+        return list(
+            await asyncio.gather(
+                *(client.evalsha(USAGE_FLUSH_SHA, len(k), *k, *a) for k, a in calls),
+                return_exceptions=True,
+            )
+        )
     async with client.pipeline(transaction=False) as pipe:
         for keys, args in calls:
             pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
@@ -211,10 +222,19 @@ async def _send(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[A
 
 
 def _send_sync(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    if isinstance(client, sync_redis.RedisCluster):
+        return [_evalsha_or_error(client, keys, args) for keys, args in calls]
     with client.pipeline(transaction=False) as pipe:
         for keys, args in calls:
             pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
         return list(pipe.execute(raise_on_error=False))
+
+
+def _evalsha_or_error(client: Any, keys: list[str], args: list[Any]) -> Any:
+    try:
+        return client.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+    except RedisError as error:
+        return error
 
 
 def _settle(batches: dict[_Project, _Batch], results: list[Any]) -> bool:

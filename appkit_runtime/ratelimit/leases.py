@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,12 +66,13 @@ class Lease:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """A lease call's answer: the caller's own result and the cost it asked for."""
+@dataclass(slots=True)
+class _Waiter:
+    """A request queued behind the lease call in flight, answered in arrival order."""
 
-    result: RateLimitResult
-    want: int
+    limit: RateLimit
+    cost: int
+    future: asyncio.Future[RateLimitResult]
 
 
 def _next_block(old: Lease | None, live: bool) -> int:
@@ -87,72 +89,114 @@ class LeaseTable:
 
     def __init__(self) -> None:
         self._leases: dict[str, Lease] = {}
-        self._flights: dict[str, asyncio.Task[_Outcome]] = {}
+        self._queues: dict[str, deque[_Waiter]] = {}
+        self._drains: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     async def take(
         self, storage: AsyncRedisStorage, keys: Sequence[str], limit: RateLimit, cost: int
     ) -> RateLimitResult:
-        """Spend `cost` permits from the lease, or wait for the one lease call in flight.
+        """Spend `cost` permits from the lease, or queue behind the one lease call in flight.
 
-        A request that finds the lease empty starts the lease call; the others wait for it
-        and then try the lease again. Refused when Redis cannot give this cost.
+        Queued requests are answered in arrival order, as Redis would have counted them;
+        a request is refused when Redis cannot give its cost.
         """
         key = keys[0]
-        while True:
+        queue = self._queues.get(key)
+        loop = asyncio.get_running_loop()
+        if queue is None:
             now = time.monotonic()
             lease = self._leases.get(key)
             if lease is not None and lease.usable(limit, cost, now):
                 return lease.spend(cost, now)
-            flight = self._flights.get(key)
-            if flight is None:
-                flight = asyncio.get_running_loop().create_task(
-                    self._renew(storage, keys, limit, cost)
-                )
-                flight.add_done_callback(_retrieve)
-                self._flights[key] = flight
-                # Shielded: a request that goes away must not cancel the call others wait on.
-                return (await asyncio.shield(flight)).result
-            outcome = await asyncio.shield(flight)
-            if outcome.result.is_over_limit and cost >= outcome.want:
-                return outcome.result
+            queue = self._queues[key] = deque()
+            drain = loop.create_task(self._drain(storage, keys, queue))
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        waiter = _Waiter(limit, cost, loop.create_future())
+        queue.append(waiter)
+        return await waiter.future
+
+    async def _drain(
+        self, storage: AsyncRedisStorage, keys: Sequence[str], queue: deque[_Waiter]
+    ) -> None:
+        """Serve the queue in order, one lease call at a time, until it is empty."""
+        key = keys[0]
+        try:
+            while queue:
+                head = queue[0]
+                if head.future.done():  # its request went away
+                    queue.popleft()
+                    continue
+                lease = self._leases.get(key)
+                if lease is None or not lease.usable(head.limit, head.cost, time.monotonic()):
+                    refusal = await self._renew(storage, keys, head.limit, head.cost)
+                    if refusal is not None:
+                        _refuse(queue, refusal, head.cost)
+                        continue
+                    lease = self._leases[key]
+                _hand_out(queue, lease)
+        except asyncio.CancelledError:
+            for waiter in queue:
+                waiter.future.cancel()
+            raise
+        except Exception as error:  # StorageError, for every request waiting on Redis
+            for waiter in queue:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+        finally:
+            queue.clear()
+            if self._queues.get(key) is queue:
+                del self._queues[key]
 
     async def _renew(
         self, storage: AsyncRedisStorage, keys: Sequence[str], limit: RateLimit, cost: int
-    ) -> _Outcome:
-        """Give back the unspent permits of this window, take a new block; raises StorageError."""
+    ) -> RateLimitResult | None:
+        """Give back this window's unspent permits and lease a new block; the refusal if none."""
         key = keys[0]
-        try:
-            sent = time.monotonic()
-            old = self._leases.pop(key, None)
-            live = old is not None and sent < old.deadline
-            returned = old.left if old is not None and live else 0
-            block = _next_block(old, live)
-            generation = _generation
-            if len(self._leases) > _PRUNE_ABOVE:
-                self._prune(sent)
-            reply = await storage.run_lease(
-                keys, (limit.max_requests, limit.expiry, cost, block, returned)
-            )
-            over, counter, ttl_ms, max_requests, expiry, granted = map(int, reply)
-            if over:
-                return _Outcome(RateLimitResult(True, counter, ttl_ms, max_requests, expiry), cost)
-            lease = Lease(limit, generation, granted, counter, max_requests, expiry, 0.0, block)
-            lease.deadline = sent + ttl_ms / 1000
-            self._leases[key] = lease
-            return _Outcome(lease.spend(cost, time.monotonic()), cost)
-        finally:
-            if self._flights.get(key) is asyncio.current_task():
-                del self._flights[key]
+        sent = time.monotonic()
+        old = self._leases.pop(key, None)
+        live = old is not None and sent < old.deadline
+        returned = old.left if old is not None and live else 0
+        block = _next_block(old, live)
+        generation = _generation
+        if len(self._leases) > _PRUNE_ABOVE:
+            self._prune(sent)
+        reply = await storage.run_lease(
+            keys, (limit.max_requests, limit.expiry, cost, block, returned)
+        )
+        over, counter, ttl_ms, max_requests, expiry, granted = map(int, reply)
+        if over:
+            return RateLimitResult(True, counter, ttl_ms, max_requests, expiry)
+        lease = Lease(limit, generation, granted, counter, max_requests, expiry, 0.0, block)
+        lease.deadline = sent + ttl_ms / 1000
+        self._leases[key] = lease
+        return None
 
     def _prune(self, now: float) -> None:
         for key in [k for k, lease in self._leases.items() if now >= lease.deadline]:
             del self._leases[key]
 
 
-def _retrieve(task: asyncio.Task[_Outcome]) -> None:
-    # Every waiter may have gone away: retrieve the error so asyncio does not log it.
-    if not task.cancelled():
-        task.exception()
+def _hand_out(queue: deque[_Waiter], lease: Lease) -> None:
+    """Answer queued requests in order while the lease covers them."""
+    now = time.monotonic()
+    while queue:
+        waiter = queue[0]
+        if not waiter.future.done():
+            if not lease.usable(waiter.limit, waiter.cost, now):
+                return
+            waiter.future.set_result(lease.spend(waiter.cost, now))
+        queue.popleft()
+
+
+def _refuse(queue: deque[_Waiter], refusal: RateLimitResult, want: int) -> None:
+    """Refuse every queued request Redis could not have served either (cost >= `want`)."""
+    kept = [w for w in queue if not w.future.done() and w.cost < want]
+    for waiter in queue:
+        if not waiter.future.done() and waiter.cost >= want:
+            waiter.future.set_result(refusal)
+    queue.clear()
+    queue.extend(kept)
 
 
 _tables: WeakKeyDictionary[AsyncRedisStorage, LeaseTable] = WeakKeyDictionary()

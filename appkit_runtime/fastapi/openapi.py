@@ -14,10 +14,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from appkit_runtime.fastapi.authentication import FastAPIAuthenticateBase
 from appkit_runtime.fastapi.ratelimit import PathRateLimiter, ProjectRateLimiter
+from appkit_runtime.fastapi.route_order import api_routes
 from appkit_runtime.ratelimit.mode import effective_mode
 
 HEADER_SCHEME_SUFFIX = "Header"
@@ -46,8 +46,8 @@ def rate_limit_openapi(app: FastAPI) -> None:
 
 def describe_rate_limits(schema: dict[str, Any], app: FastAPI) -> None:
     """Add `x-ratelimit`, the 429 and the header key scheme to `schema`'s operations."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in api_routes(app):
+        if not route.include_in_schema:
             continue
         calls = list(_calls(route.dependant))
         limiters = [c for c in calls if isinstance(c, ProjectRateLimiter | PathRateLimiter)]
@@ -68,6 +68,10 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
     for sub in dependant.dependencies:
         yield from _calls(sub)
         yield sub.call
+        # protected()'s one dependency carries the limiter inside it.
+        limiter = getattr(sub.call, "limiter", None)
+        if isinstance(limiter, ProjectRateLimiter):
+            yield limiter
 
 
 def _policy(limiter: ProjectRateLimiter | PathRateLimiter) -> dict[str, Any]:

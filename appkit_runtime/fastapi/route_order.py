@@ -25,7 +25,7 @@ def chain_roles(dependant: Dependant) -> Iterator[str]:
             yield from role if isinstance(role, tuple) else (role,)
 
 
-def _api_routes(app: FastAPI) -> Iterator[Any]:
+def api_routes(app: FastAPI) -> Iterator[Any]:
     """Every API route with its effective path and dependencies, included routers' too.
 
     FastAPI 0.165 and later include routers lazily: `app.routes` then holds one entry per
@@ -45,7 +45,7 @@ def _api_routes(app: FastAPI) -> Iterator[Any]:
 def route_order_problems(app: FastAPI) -> list[str]:
     """One line per route whose limiter or metrics runs without authentication before it."""
     problems = []
-    for route in _api_routes(app):
+    for route in api_routes(app):
         authenticated = False
         for role in chain_roles(route.dependant):
             if role == "auth":

@@ -143,3 +143,34 @@ async def test_openapi_shows_the_security_scheme_on_protected_routes() -> None:
     assert operation["security"]
     (scheme_name,) = operation["security"][0]
     assert schema["components"]["securitySchemes"][scheme_name]["scheme"] == "bearer"
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_routes_of_included_routers_show_their_limit_in_openapi() -> None:
+    from fastapi import APIRouter
+
+    app = get_fastapi_app("openapi-included")
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/orders/{order_id}", dependencies=protected(max_requests=7, expiry=30))
+    async def order(order_id: int) -> None: ...
+
+    app.include_router(router)
+    operation = app.openapi()["paths"]["/v1/orders/{order_id}"]["get"]
+    assert operation["x-ratelimit"]["max_requests"] == 7
+    assert operation["x-ratelimit"]["expiry"] == 30
+    assert "429" in operation["responses"]
+    assert operation["security"]
+
+
+def test_protected_is_one_dependency_with_the_three_roles_in_order() -> None:
+    from appkit_runtime.fastapi.route_order import chain_roles
+
+    app = FastAPI()
+
+    @app.get("/x", dependencies=protected())
+    async def x() -> None: ...
+
+    (route,) = [r for r in app.routes if getattr(r, "path", "") == "/x"]
+    assert len(route.dependant.dependencies) == 1
+    assert list(chain_roles(route.dependant)) == ["auth", "ratelimit", "metrics"]

@@ -94,7 +94,10 @@ async def test_unparseable_and_oversized_headers_are_refused_and_the_server_goes
     # A 100 KB field is refused by h11 (400) or read and refused as a key by httptools (401).
     assert statuses[:2] == [400, 400]
     assert statuses[2] in (400, 401)
-    assert statuses[3:] == [200, 200]
+    # 200 small headers (12 KB) are served; 2,000 (124 KB) pass h11's 16 KB limit on an
+    # unfinished head only when they arrive in one read, so either answer is right.
+    assert statuses[3] == 200
+    assert statuses[4] in (200, 400)
     async with Connection(service.port) as connection:
         reply = await connection.get("/items/1", keys[COLLIDING[0]])
     assert reply is not None and reply.status == 200

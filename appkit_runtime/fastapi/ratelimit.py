@@ -67,11 +67,12 @@ class _Limiter:
 
     def __init__(
         self,
-        max_requests: int | None,
-        expiry: int | None,
-        fail_open: bool | None,
-        cost: int,
-        mode: Mode | None,
+        max_requests: int | None = None,
+        expiry: int | None = None,
+        fail_open: bool | None = None,
+        *,
+        cost: int = 1,
+        mode: Mode | None = None,
     ) -> None:
         if max_requests is not None:
             check_positive_int("max_requests", max_requests)
@@ -102,17 +103,6 @@ class ProjectRateLimiter(_Limiter):
     appkit_chain_role = "ratelimit"
     scope = "project"
 
-    def __init__(
-        self,
-        max_requests: int | None = None,
-        expiry: int | None = None,
-        fail_open: bool | None = None,
-        *,
-        cost: int = 1,
-        mode: Mode | None = None,
-    ) -> None:
-        super().__init__(max_requests, expiry, fail_open, cost, mode)
-
     async def __call__(self, request: Request, response: Response) -> None:
         await _limit_project(request, response, self, self.cost)
 
@@ -126,17 +116,6 @@ class PathRateLimiter(_Limiter):
     """
 
     scope = "client"
-
-    def __init__(
-        self,
-        max_requests: int | None = None,
-        expiry: int | None = None,
-        fail_open: bool | None = None,
-        *,
-        cost: int = 1,
-        mode: Mode | None = None,
-    ) -> None:
-        super().__init__(max_requests, expiry, fail_open, cost, mode)
 
     async def __call__(self, request: Request, response: Response) -> None:
         peer = request.client.host if request.client else None
@@ -171,7 +150,9 @@ async def apply_rate_limit(
     and returns the result (None when Redis was down and the request failed open). Use it
     instead of `ProjectRateLimiter` on the route, or the request is counted twice.
     """
-    limiter = _Limiter(max_requests, expiry, fail_open, check_positive_int("count", count), mode)
+    limiter = _Limiter(
+        max_requests, expiry, fail_open, cost=check_positive_int("count", count), mode=mode
+    )
     return await _limit_project(request, response, limiter, count)
 
 

@@ -288,25 +288,31 @@ def _day_text(day: int | date | str) -> str:
 
 @asynccontextmanager
 async def usage_flusher() -> AsyncIterator[None]:
-    """Flush usage every `metrics_flush_seconds` while the body runs, and once more on exit."""
-    task = asyncio.create_task(_flush_forever(), name="appkit-usage-flusher")
+    """Flush usage every `metrics_flush_seconds` while the body runs, and once more on exit.
+
+    The loop is stopped by an event, not cancelled: a cancel landing inside a flush can be
+    swallowed by the Redis client's own timeouts, which left shutdown waiting forever.
+    """
+    stop = asyncio.Event()
+    task = asyncio.create_task(_flush_until(stop), name="appkit-usage-flusher")
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.wait({task})
+        stop.set()
+        await task
         if not await flush_usage():
             logger.error(
                 "usage flush at shutdown failed: %d jobs not recorded", usage_counts.total()
             )
-        if not task.cancelled():
-            task.result()  # the loop only ends on its own by a bug: surface it
 
 
-async def _flush_forever() -> None:
-    while True:
-        await asyncio.sleep(get_settings().metrics_flush_seconds)
-        await flush_usage()
+async def _flush_until(stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(get_settings().metrics_flush_seconds):
+                await stop.wait()
+        except TimeoutError:
+            await flush_usage()
 
 
 async def get_project_usage(

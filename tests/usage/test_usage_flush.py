@@ -219,3 +219,52 @@ async def test_every_project_goes_out_in_one_pipeline(redis: async_redis.Redis) 
     for token in tokens:
         read = await get_project_usage(redis, "o-one", token.project_id)
         assert read == {"geo": {"a": 1, "b": 1}}
+
+
+class CancelSwallowingReplies:
+    """A real client whose pipelines take a while and swallow a cancel meanwhile, as a client
+    library's own timeout handling can; `started` is set once a pipeline is in flight."""
+
+    def __init__(self, client: async_redis.Redis) -> None:
+        self.client = client
+        self.started = asyncio.Event()
+
+    def pipeline(self, **options: Any) -> Any:
+        return CancelSwallowingPipeline(self, self.client.pipeline(**options))
+
+    async def script_load(self, script: str) -> Any:
+        return await self.client.script_load(script)
+
+
+class CancelSwallowingPipeline(LostReplyPipeline):
+    def __init__(self, owner: CancelSwallowingReplies, pipe: Any) -> None:
+        super().__init__(pipe)
+        self.owner = owner
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.owner.started.set()
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            pass
+        return list(await self.pipe.execute(raise_on_error=raise_on_error))
+
+
+async def test_shutdown_during_a_flush_waits_for_it_and_loses_nothing(
+    redis: async_redis.Redis,
+    jobs_client: httpx.AsyncClient,
+    token: ProjectToken,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await redis.script_load(USAGE_FLUSH_LUA)
+    monkeypatch.setenv("APPKIT_METRICS_FLUSH_SECONDS", "0.01")
+    get_settings.cache_clear()
+    slow = CancelSwallowingReplies(redis)
+    monkeypatch.setattr(usage, "get_async_redis_instance", lambda name: slow)
+    for i in range(5):
+        assert (await jobs_client.get(f"/items/{i}")).status_code == 200
+    async with asyncio.timeout(5):  # a flusher waiting on its cancel would hang here
+        async with usage_flusher():
+            await slow.started.wait()
+    assert await get_project_usage(redis, token.org_id, token.project_id) == {"geo": {"search": 5}}
+    assert usage.usage_counts.total() == 0

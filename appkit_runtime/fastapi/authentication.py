@@ -44,6 +44,19 @@ def auth_error(denial: Denial) -> HTTPException:
     )
 
 
+def _key_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The first `Authorization` and `X-API-Key` values, read in one pass over the raw
+    headers (ASGI names are lower-case) instead of two `Headers` lookups per request."""
+    authorization = x_api_key = None
+    for name, value in raw:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and x_api_key is None:
+            x_api_key = value.decode("latin-1")
+    return authorization, x_api_key
+
+
 def _server_port(request: Request) -> int:
     """The port the server listens on, else the scheme's default."""
     server = request.scope.get("server")
@@ -80,8 +93,7 @@ class FastAPIAuthenticateBase(SecurityBase):
 
     async def authenticate(self, request: Request) -> ProjectToken:
         """Read the key, resolve it (cache, Redis, authority) and check product and scopes."""
-        headers = request.headers
-        key_token = extract_key(headers.get("authorization"), headers.get("x-api-key"))
+        key_token = extract_key(*_key_headers(request.scope["headers"]))
         if key_token is None:
             raise auth_error(MISSING_KEY)
         if not well_formed(key_token):
@@ -98,7 +110,7 @@ class FastAPIAuthenticateBase(SecurityBase):
                 call = partial(
                     self.get_project_token,
                     current_product,
-                    headers,
+                    request.headers,
                     key_token,
                     kind,
                     request_method,

@@ -37,8 +37,8 @@ class ProtectedChain(AuthenticateKey):
 
     async def __call__(self, request: Request, response: Response) -> ProjectToken:  # type: ignore[override]
         project_token = await super().__call__(request)
-        await self.limiter(request, response)
-        await self.metrics(request)
+        await self.limiter.hit(request, response, project_token)
+        self.metrics.count(request, project_token)
         return project_token
 
 

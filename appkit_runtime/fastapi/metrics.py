@@ -6,6 +6,7 @@ from fastapi import Request
 
 from appkit_runtime import usage
 from appkit_runtime.errors import RouteOrderError
+from appkit_runtime.tokens import ProjectToken
 
 
 class AddJobToMetrics:
@@ -23,13 +24,18 @@ class AddJobToMetrics:
 
     async def __call__(self, request: Request) -> None:
         token = getattr(request.state, "project_token", None)
-        route = getattr(request.scope.get("route"), "path", "")
         if token is None:
+            route = getattr(request.scope.get("route"), "path", "")
             raise RouteOrderError(
                 f"AddJobToMetrics on {request.method} {route or request.url.path} found no "
                 "project token: put AuthenticateKey before it (dependencies=protected())"
             )
-        usage.count_job(token, self.product, self.kind, route, request.method)
+        self.count(request, token)
+
+    def count(self, request: Request, token: ProjectToken) -> None:
+        """Count this request for `token` (the protected chain passes the token it made)."""
+        route = getattr(request.scope.get("route"), "path", "")
+        usage.count_job(token, self.product, self.kind, route, request.scope["method"])
 
     def __repr__(self) -> str:
         return f"AddJobToMetrics(product={self.product!r}, kind={self.kind!r})"

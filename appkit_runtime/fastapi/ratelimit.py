@@ -21,6 +21,7 @@ from appkit_runtime.ratelimit import (
     get_rate_limit_override,
     list_rate_limit_overrides,
     rate_limit_headers,
+    raw_rate_limit_headers,
     rejection_headers,
     set_rate_limit_override,
 )
@@ -104,7 +105,12 @@ class ProjectRateLimiter(_Limiter):
     scope = "project"
 
     async def __call__(self, request: Request, response: Response) -> None:
-        await _limit_project(request, response, self, self.cost)
+        await _limit_project(request, response, self, self.cost, _token_of(request))
+
+    async def hit(self, request: Request, response: Response, token: ProjectToken) -> None:
+        """Count this request for `token`'s project (the protected chain passes the token it
+        just authenticated, instead of reading it back from `request.state`)."""
+        await _limit_project(request, response, self, self.cost, token)
 
 
 class PathRateLimiter(_Limiter):
@@ -153,19 +159,28 @@ async def apply_rate_limit(
     limiter = _Limiter(
         max_requests, expiry, fail_open, cost=check_positive_int("count", count), mode=mode
     )
-    return await _limit_project(request, response, limiter, count)
+    return await _limit_project(request, response, limiter, count, _token_of(request))
+
+
+def _token_of(request: Request) -> ProjectToken:
+    """The token AuthenticateKey stored; a route-order error when it has not run."""
+    token: ProjectToken | None = getattr(request.state, "project_token", None)
+    if token is None:
+        raise RouteOrderError(
+            f"{request.method} {request.scope['route'].path}: the project rate limiter found "
+            "no project token; put AuthenticateKey before it (or use protected())"
+        )
+    return token
 
 
 async def _limit_project(
-    request: Request, response: Response | None, limiter: _Limiter, cost: int
+    request: Request,
+    response: Response | None,
+    limiter: _Limiter,
+    cost: int,
+    token: ProjectToken,
 ) -> RateLimitResult | None:
-    token: ProjectToken | None = getattr(request.state, "project_token", None)
     route = request.scope["route"].path
-    if token is None:
-        raise RouteOrderError(
-            f"{request.method} {route}: the project rate limiter found no project token; "
-            "put AuthenticateKey before it (or use protected())"
-        )
     try:
         result = await hit_leased(
             get_async_redis_instance(REDIS_NAME),
@@ -190,7 +205,11 @@ def _answer(
     if refuses(result, mode, route):
         raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
     if style != "off" and response is not None:
-        response.headers.update(rate_limit_headers(result, style))
+        if response.raw_headers:
+            response.headers.update(rate_limit_headers(result, style))  # replaces earlier ones
+        else:
+            # The usual case, an empty sub-response: append the encoded fields directly.
+            response.raw_headers.extend(raw_rate_limit_headers(result, style))
 
 
 def _unavailable(error: StorageError, fail_open: bool | None) -> None:

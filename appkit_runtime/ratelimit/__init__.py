@@ -6,7 +6,11 @@ Framework-free: the FastAPI and Django adapters are thin layers over `hit`, `hit
 
 from __future__ import annotations
 
-from appkit_runtime.ratelimit.headers import rate_limit_headers, rejection_headers
+from appkit_runtime.ratelimit.headers import (
+    rate_limit_headers,
+    raw_rate_limit_headers,
+    rejection_headers,
+)
 from appkit_runtime.ratelimit.keys import (
     make_client_rate_limit_key,
     make_org_override_key,
@@ -55,6 +59,7 @@ __all__ = [
     "make_override_key",
     "make_rate_limit_key",
     "rate_limit_headers",
+    "raw_rate_limit_headers",
     "rate_limit_keys",
     "rejection_headers",
     "set_org_rate_limit_override",

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from appkit_runtime.ratelimit.results import RateLimitResult
 
 POLICY_NAME = "default"
@@ -27,6 +29,19 @@ def rate_limit_headers(result: RateLimitResult, style: str) -> dict[str, str]:
         headers["RateLimit-Remaining"] = str(remaining)
         headers["RateLimit-Reset"] = str(reset)
     return headers
+
+
+def raw_rate_limit_headers(result: RateLimitResult, style: str) -> list[tuple[bytes, bytes]]:
+    """The same fields as ASGI raw headers (lower-case latin-1 names), ready to append."""
+    return [
+        (_raw_name(name), value.encode("latin-1"))
+        for name, value in rate_limit_headers(result, style).items()
+    ]
+
+
+@cache
+def _raw_name(name: str) -> bytes:
+    return name.lower().encode("latin-1")
 
 
 def rejection_headers(result: RateLimitResult, style: str) -> dict[str, str]:

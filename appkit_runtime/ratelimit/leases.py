@@ -14,10 +14,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
+from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.ratelimit.keys import rate_limit_keys
-from appkit_runtime.ratelimit.org_cache import ORG_OVERRIDES
+from appkit_runtime.ratelimit.org_cache import ORG_OVERRIDES, UNREAD
 from appkit_runtime.ratelimit.results import RateLimitResult
 from appkit_runtime.ratelimit.storage import AsyncRedisStorage, async_storage_for
 from appkit_runtime.settings import RateLimit
@@ -92,6 +92,17 @@ class LeaseTable:
         self._queues: dict[str, deque[_Waiter]] = {}
         self._drains: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
+    def spend(self, key: str, limit: RateLimit, cost: int) -> RateLimitResult | None:
+        """Spend `cost` permits of the lease held for `key`, without awaiting; None when the
+        lease cannot serve them now (none held, spent, expired, or a lease call in flight)."""
+        lease = self._leases.get(key)
+        if lease is None or key in self._queues:
+            return None
+        now = time.monotonic()
+        if not lease.usable(limit, cost, now):
+            return None
+        return lease.spend(cost, now)
+
     async def take(
         self, storage: AsyncRedisStorage, keys: Sequence[str], limit: RateLimit, cost: int
     ) -> RateLimitResult:
@@ -104,10 +115,9 @@ class LeaseTable:
         queue = self._queues.get(key)
         loop = asyncio.get_running_loop()
         if queue is None:
-            now = time.monotonic()
-            lease = self._leases.get(key)
-            if lease is not None and lease.usable(limit, cost, now):
-                return lease.spend(cost, now)
+            result = self.spend(key, limit, cost)
+            if result is not None:
+                return result
             queue = self._queues[key] = deque()
             drain = loop.create_task(self._drain(storage, keys, queue))
             self._drains.add(drain)
@@ -199,14 +209,15 @@ def _refuse(queue: deque[_Waiter], refusal: RateLimitResult, want: int) -> None:
     queue.extend(kept)
 
 
-_tables: WeakKeyDictionary[AsyncRedisStorage, LeaseTable] = WeakKeyDictionary()
+_tables: LoopCache[LeaseTable] = LoopCache()
 
 
 def lease_table_for(storage: AsyncRedisStorage) -> LeaseTable:
     """The leases held through `storage` (one per client and event loop), made once."""
-    table = _tables.get(storage)
+    tables = _tables.current()
+    table = tables.get(storage)
     if table is None:
-        table = _tables[storage] = LeaseTable()
+        table = tables[storage] = LeaseTable()
     return table
 
 
@@ -218,6 +229,11 @@ async def hit_leased(
     Raises `StorageError` when a lease call is needed and Redis cannot be reached.
     """
     keys = rate_limit_keys(org_id, project_id, path)
-    limit = await ORG_OVERRIDES.limit_for(client, org_id, path) or limit
+    override = ORG_OVERRIDES.cached_limit(client, org_id, path)
+    if override is UNREAD:
+        override = await ORG_OVERRIDES.limit_for(client, org_id, path)
+    limit = override or limit
     storage = async_storage_for(client)
-    return await lease_table_for(storage).take(storage, keys, limit, cost)
+    table = lease_table_for(storage)
+    # Most requests are served here, from the lease, with nothing to await.
+    return table.spend(keys[0], limit, cost) or await table.take(storage, keys, limit, cost)

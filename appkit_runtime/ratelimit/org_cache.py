@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,6 +26,15 @@ from appkit_runtime.settings import RateLimit, Settings, get_settings
 logger = logging.getLogger("appkit_runtime.ratelimit")
 
 REFRESH_SECONDS = 5.0
+
+
+class Unread(Enum):
+    """No copy has been read for the current settings yet."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
 
 _Entry = tuple[RateLimit, float | None]  # the limit and when it expires (monotonic), if ever
 
@@ -89,13 +99,23 @@ class OrgOverrideCache:
 
     async def limit_for(self, client: Any, org_id: str, path: str) -> RateLimit | None:
         """The organisation's override on `path`, or None; reads Redis only when it must."""
+        found = self.cached_limit(client, org_id, path)
+        if found is not UNREAD:
+            return found
+        # Shielded: a request that goes away must not cancel the read others wait on.
+        snapshot = await asyncio.shield(self._load(client, get_settings()))
+        return snapshot.lookup(org_id, path)
+
+    def cached_limit(self, client: Any, org_id: str, path: str) -> RateLimit | None | Unread:
+        """`limit_for` without awaiting: UNREAD when there is no copy yet (on a running loop).
+
+        A copy past its refresh age is still answered while a read renews it.
+        """
         snapshot = self._snapshot
-        settings = get_settings()
-        if snapshot is None or snapshot.settings is not settings:
-            # Shielded: a request that goes away must not cancel the read others wait on.
-            snapshot = await asyncio.shield(self._load(client, settings))
-        elif time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
-            self._load(client, settings).add_done_callback(_log_failure)
+        if snapshot is None or snapshot.settings is not get_settings():
+            return UNREAD
+        if time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
+            self._load(client, snapshot.settings).add_done_callback(_log_failure)
         return snapshot.lookup(org_id, path)
 
     def limit_for_sync(self, client: Any, org_id: str, path: str) -> RateLimit | None:

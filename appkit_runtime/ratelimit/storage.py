@@ -8,14 +8,13 @@ on `NOSCRIPT`), never per request.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from appkit_runtime.errors import StorageError
+from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.ratelimit.scripts import (
     ORG_OVERRIDES_READ_LUA,
     OVERRIDE_DELETE_LUA,
@@ -152,9 +151,7 @@ class AsyncRedisStorage:
 # forever. Async storages are therefore kept per event loop, like the async clients they wrap,
 # and go away with their loop; sync clients are process-wide and so are their storages.
 _sync_storages: dict[Any, RedisStorage] = {}
-_async_storages: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, AsyncRedisStorage]] = (
-    WeakKeyDictionary()
-)
+_async_storages: LoopCache[AsyncRedisStorage] = LoopCache()
 
 
 def storage_for(client: Any) -> RedisStorage:
@@ -167,10 +164,7 @@ def storage_for(client: Any) -> RedisStorage:
 
 def async_storage_for(client: Any) -> AsyncRedisStorage:
     """The storage of an async client on the running loop, made (scripts registered) once."""
-    loop = asyncio.get_running_loop()
-    storages = _async_storages.get(loop)
-    if storages is None:
-        storages = _async_storages[loop] = {}
+    storages = _async_storages.current()
     storage = storages.get(client)
     if storage is None:
         storage = storages[client] = AsyncRedisStorage(client)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import copier
 import pytest
 
 from scaffold.upgrade import upgrade
-from tests.helpers import git_save
-from tests.upgrade.conftest import V2_VERSION, release_v2
+from tests.helpers import git, git_save
+from tests.upgrade.conftest import V1, V2_VERSION, edit, release_v2
 
 TEAM_TEST = """
 
@@ -49,3 +50,27 @@ def test_a_moved_team_owned_file_keeps_the_team_version(
     out = capfd.readouterr().out
     assert "moved tests/test_health.py -> tests/test_runtime_routes.py" in out
     assert V2_VERSION in out
+
+
+def test_the_move_script_runs_only_when_an_update_changes_the_version(
+    appkit: Path, committed_service: Callable[[str], Path]
+) -> None:
+    # This v1 (the tag moved onto the change) leaves a trace in the service when it runs.
+    edit(
+        appkit / "template" / ".copier_migrations" / "apply_moves.py",
+        "def main(answers_file: str) -> int:\n",
+        'def main(answers_file: str) -> int:\n    Path("move-script-ran").touch()\n',
+    )
+    git_save(appkit, "trace the move script")
+    git("tag", "--force", V1, cwd=appkit)
+    service = committed_service("gated")
+    trace = service / "move-script-ran"
+
+    # Updating to the version the service already has: no move can be due, no process starts.
+    copier.run_update(service, vcs_ref=V1, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    assert not trace.exists()
+
+    release_v2(appkit)
+    assert upgrade(service, to=None, dry_run=False) == 0
+    assert trace.exists()
+    assert (service / "Containerfile").exists()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
-from appkit_runtime.fastapi.health import router as health_router
+from appkit_runtime.fastapi.health import HealthRoutesMiddleware
 from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
 from appkit_runtime.fastapi.openapi import rate_limit_openapi
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
@@ -41,7 +41,7 @@ def get_fastapi_app(
     app = FastAPI(lifespan=runtime_lifespan(lifespan), **fastapi_kwargs)
     app.state.appkit_databases = tuple(databases)
     rate_limit_openapi(app)
-    app.include_router(health_router)
+    app.add_middleware(HealthRoutesMiddleware)
     app.add_middleware(RequestMetricsMiddleware, service=settings.service_name)
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(ConnectionError, _unavailable)

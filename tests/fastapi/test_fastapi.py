@@ -83,6 +83,26 @@ async def test_readyz_names_the_database_while_it_is_down(monkeypatch: pytest.Mo
 
 
 @pytest.mark.usefixtures("real_redis", "sqlite_database")
+async def test_health_routes_answer_get_and_head_and_refuse_other_methods() -> None:
+    app = get_fastapi_app("health-methods-test")
+
+    @app.get("/{anything}")
+    async def catch_all(anything: str) -> dict[str, str]:
+        return {"caught": anything}
+
+    async with client_for(app) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}  # not the catch-all
+        assert (await client.head("/healthz")).status_code == 200
+        wrong_method = await client.post("/healthz")
+        text = (await client.get("/metrics")).text
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "GET, HEAD"
+    assert wrong_method.json() == {"detail": "Method Not Allowed"}
+    assert 'route="/healthz",service="health-methods-test",status="200"' in text
+    assert 'route="/healthz",service="health-methods-test",status="405"' in text
+
+
+@pytest.mark.usefixtures("real_redis", "sqlite_database")
 async def test_metrics_label_the_route_template_not_the_raw_path() -> None:
     app = get_fastapi_app("metrics-test")
 

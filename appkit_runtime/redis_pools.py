@@ -17,11 +17,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from appkit_runtime.loop_cache import LoopCache
-from appkit_runtime.settings import get_settings
+from appkit_runtime.settings import Settings, get_settings
 
 logger = logging.getLogger("appkit_runtime")
 
 _async_clients: LoopCache[Any] = LoopCache()
+# Per name: the settings object last seen, its client key and URL (the limiter asks each request).
+_client_keys: dict[str, tuple[Settings, str, str]] = {}
 _sync_clients: dict[str, Any] = {}
 _fake_servers: dict[str, Any] = {}
 _sync_lock = threading.Lock()
@@ -30,13 +32,16 @@ _warned_memory = False
 
 def async_client(name: str) -> async_redis.Redis:
     """The cached async client of `name` for the running loop, made on first use."""
-    url, _ = get_settings().redis_url_for(name)
-    # Keyed by URL too, so a test that changes settings never gets a stale server's client.
-    key = f"{name}\n{url}"
+    settings = get_settings()
+    known = _client_keys.get(name)
+    if known is None or known[0] is not settings:
+        # Keyed by URL too, so a test that changes settings never gets a stale server's client.
+        url, _ = settings.redis_url_for(name)
+        known = _client_keys[name] = (settings, f"{name}\n{url}", url)
     clients = _async_clients.current()
-    client = clients.get(key)
+    client = clients.get(known[1])
     if client is None:
-        client = clients[key] = _make_client(url, asynchronous=True)
+        client = clients[known[1]] = _make_client(known[2], asynchronous=True)
     return client
 
 

@@ -41,6 +41,7 @@ from appkit_runtime.ratelimit.org_overrides import (
     list_org_rate_limit_overrides,
     set_org_rate_limit_override,
 )
+from appkit_runtime.redis_pools import async_client
 from appkit_runtime.settings import RateLimit, get_async_redis_instance, get_settings
 from appkit_runtime.tokens import ProjectToken
 
@@ -183,7 +184,7 @@ async def _limit_project(
     route = request.scope["route"].path
     try:
         result = await hit_leased(
-            get_async_redis_instance(REDIS_NAME),
+            async_client(REDIS_NAME),
             token.org_id,
             token.project_id,
             route,

@@ -35,6 +35,7 @@ SCOPE = {
 
 
 async def drive(target: str, count: int) -> None:
+    """Warm the app up, then serve `count` requests; exit at once after the last one."""
     module, _, name = target.partition(":")
     app = getattr(importlib.import_module(module), name)
     statuses: set[int] = set()
@@ -51,7 +52,6 @@ async def drive(target: str, count: int) -> None:
             await manager.app(dict(SCOPE, state={}), receive, send)
         if statuses != {200}:
             raise SystemExit(f"bench: {target} answered {sorted(statuses)}, not only 200")
-        sys.stdout.flush()
         # Leave without the shutdown flush: the instructions counted stop at the last request.
         os._exit(0)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from scaffold.errors import ScaffoldError
 from scaffold.project import ANSWERS_FILE, find_service, read_answers
+from scaffold.scratch import memory_scratch, temporary_files_in
 from scaffold.upgrade_summary import Summary, git, summarize
 
 REFUSED = 2
@@ -73,7 +74,10 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
     from plumbum import ProcessExecutionError
 
     try:
-        with tempfile.TemporaryDirectory(prefix="appkit-upgrade-") as scratch:
+        with (
+            temporary_files_in(memory_scratch()),
+            tempfile.TemporaryDirectory(prefix="appkit-upgrade-") as scratch,
+        ):
             copier.run_update(
                 root,
                 conflict="inline",

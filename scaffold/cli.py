@@ -93,7 +93,8 @@ def add_endpoint_command(
     epilog="""\b
 Examples:
   appkit-scaffold new orders-service
-  appkit-scaffold new billing --data package_name=billing --data database=sqlite""",
+  appkit-scaffold new billing --data package_name=billing --data database=sqlite
+  appkit-scaffold new orders --template https://github.com/acme/appkit""",
 )
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -103,15 +104,25 @@ Examples:
     metavar="KEY=VALUE",
     help="An answer to a template question (repeatable); the rest take their defaults.",
 )
+@click.option(
+    "--template",
+    envvar="APPKIT_TEMPLATE",
+    default=None,
+    metavar="REPOSITORY",
+    help="appkit's git repository (URL or path; env APPKIT_TEMPLATE): render its tag for the "
+    "installed runtime and record it, so `copier update` can follow later versions.",
+)
 @click.option("--vcs-ref", default=None, help="Template git ref, when the template is a checkout.")
-def new_command(dest: Path, data: tuple[str, ...], vcs_ref: str | None) -> int:
+def new_command(
+    dest: Path, data: tuple[str, ...], template: str | None, vcs_ref: str | None
+) -> int:
     """Render a new service into DEST from the template that ships with appkit-runtime.
 
     The project name defaults to DEST's folder name.
     """
     from scaffold.new import new_service, parse_data
 
-    return new_service(dest, parse_data(data), vcs_ref)
+    return new_service(dest, parse_data(data), vcs_ref, template)
 
 
 @cli.command(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appkit_runtime import __version__
 from scaffold.errors import Conflict, UsageProblem
 from scaffold.project import template_source
 
@@ -19,24 +20,53 @@ def parse_data(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return data
 
 
-def new_service(dest: Path, data: dict[str, str], vcs_ref: str | None = None) -> int:
-    """Render the template into `dest` (absent or empty); return the exit code."""
+def new_service(
+    dest: Path, data: dict[str, str], vcs_ref: str | None = None, template: str | None = None
+) -> int:
+    """Render the template into `dest` (absent or empty); return the exit code.
+
+    With `template` (appkit's git repository, a URL or a path) the service is rendered from its
+    tag for the installed runtime, which the answers record, so `copier update` can follow later
+    versions. Without it, from the template this installation carries.
+    """
     import copier
+    from copier.errors import CopierError
+    from plumbum import ProcessExecutionError
 
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise Conflict(f"{dest} exists and is not an empty folder")
-    source = template_source()
+    if template:
+        source, ref = template, vcs_ref or f"v{__version__}"
+    else:
+        packaged = template_source()
+        # A git checkout of appkit renders its HEAD (the runtime installed from it); the
+        # packaged copy is no repository, so Copier renders it as it is.
+        source, ref = str(packaged), vcs_ref or ("HEAD" if (packaged / ".git").exists() else None)
     answers = {"project_name": dest.resolve().name, **data}
-    # A git checkout of appkit renders its HEAD (the runtime installed from it); the packaged
-    # copy is no repository, so Copier renders it as it is.
-    ref = vcs_ref or ("HEAD" if (source / ".git").exists() else None)
     try:
         copier.run_copy(
-            str(source), dest, data=answers, defaults=True, vcs_ref=ref, unsafe=True, quiet=True
+            source, dest, data=answers, defaults=True, vcs_ref=ref, unsafe=True, quiet=True
         )
     except ValueError as error:
-        if dest.exists() and not any(dest.iterdir()):
-            dest.rmdir()
-        raise UsageProblem(str(error).splitlines()[0]) from error
+        _remove_if_empty(dest)
+        if str(error).startswith("Unknown revision"):
+            raise UsageProblem(f"{source} has no {ref}: tag it, or pass --vcs-ref") from None
+        raise UsageProblem(str(error).strip().splitlines()[0]) from None
+    except (CopierError, ProcessExecutionError) as error:
+        _remove_if_empty(dest)
+        raise UsageProblem(f"cannot render {source} at {ref}: {_first_line(error)}") from None
     print(f"new service in {dest}: cd {dest} && pip install -e '.[dev]' && pytest")
     return 0
+
+
+def _remove_if_empty(dest: Path) -> None:
+    if dest.exists() and not any(dest.iterdir()):
+        dest.rmdir()
+
+
+def _first_line(error: Exception) -> str:
+    """The line of a copier or git failure that says what went wrong."""
+    text = str(getattr(error, "stderr", "") or error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (fatal or lines or [type(error).__name__])[0]

@@ -33,6 +33,7 @@ def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
     """Upgrade the service at or above `project_dir` to template tag `to` (default: latest)."""
     try:
         service = find_service(project_dir)
+        _check_recorded(service.answers)
         repository = _check_clean(service.root)
         if dry_run:
             return _dry_run(service.root, repository, to)
@@ -47,6 +48,17 @@ def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
 def _report(summary: Summary) -> int:
     print("\n".join(summary.lines()))
     return 1 if summary.conflicts else 0
+
+
+def _check_recorded(answers: dict[str, Any]) -> None:
+    """Refuses a service whose answers name no template commit: copier could not update it."""
+    if not answers.get("_commit"):
+        raise Refusal(
+            f"refusing to upgrade: {ANSWERS_FILE} records no _commit, so the service was "
+            "rendered from a template copy that is no git repository; set _src_path to "
+            "appkit's repository and _commit to the vX.Y.Z its appkit-runtime~= pin names, "
+            "commit, and retry"
+        )
 
 
 def _check_clean(root: Path) -> Path:

@@ -5,7 +5,9 @@ Counting a job is a dict increment under a lock, so the request path makes no Re
 exit. Each project's counts go through an idempotent script (a per-process sequence number
 is checked and stored in the project's slot), so a flush whose outcome is unknown is retried
 as is and never counted twice. Usage is kept as an all-time hash and one hash per UTC day,
-both keyed `{product}|{kind}`; the day is the one the job was counted in, not flushed in.
+both keyed `{product}|{kind}`; the day is the one the job was counted in, not flushed in. A
+day's hash expires `APPKIT_USAGE_DAYS_KEPT` days after the day ends, so Redis holds a bounded
+number of them per project.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, unquote
 from uuid import uuid4
@@ -43,21 +46,7 @@ FLUSH_TIMEOUT_SECONDS = 10.0
 _DAY_SECONDS = 86_400
 FLUSH_ERRORS = (RedisError, OSError, TimeoutError)
 
-# KEYS: marker, all-time hash, day hashes...; ARGV: seq, marker ttl, then (day index, field, n)*.
-USAGE_FLUSH_LUA = """
-local seq = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[1])) or 0
-if seq <= last then
-  return 0
-end
-for i = 3, #ARGV, 3 do
-  local n = tonumber(ARGV[i + 2])
-  redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], n)
-  redis.call('HINCRBY', KEYS[2], ARGV[i + 1], n)
-end
-redis.call('SET', KEYS[1], seq, 'EX', tonumber(ARGV[2]))
-return 1
-"""
+USAGE_FLUSH_LUA = files("appkit_runtime").joinpath("lua", "usage_flush.lua").read_text("utf-8")
 USAGE_FLUSH_SHA = hashlib.sha1(USAGE_FLUSH_LUA.encode(), usedforsecurity=False).hexdigest()
 
 JOBS_COUNTED = Counter(
@@ -169,7 +158,7 @@ async def flush_usage(redis: Any = None) -> bool:
         if not batches:
             return True
         client = redis if redis is not None else get_async_redis_instance("metrics")
-        calls = [_script_call(p, b, usage_counts.process_id) for p, b in batches.items()]
+        calls = _script_calls(batches)
         try:
             async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
                 results = await _send(client, calls)
@@ -191,7 +180,7 @@ def flush_usage_sync(redis: Any = None) -> bool:
         if not batches:
             return True
         client = redis if redis is not None else get_redis_instance("metrics")
-        calls = [_script_call(p, b, usage_counts.process_id) for p, b in batches.items()]
+        calls = _script_calls(batches)
         try:
             results = _send_sync(client, calls)
             if any(isinstance(result, NoScriptError) for result in results):
@@ -255,7 +244,15 @@ def _settle(batches: dict[_Project, _Batch], results: list[Any]) -> bool:
     return True
 
 
-def _script_call(project: _Project, batch: _Batch, process_id: str) -> tuple[list[str], list[Any]]:
+def _script_calls(batches: dict[_Project, _Batch]) -> list[tuple[list[str], list[Any]]]:
+    days_kept = get_settings().usage_days_kept
+    process_id = usage_counts.process_id
+    return [_script_call(p, b, process_id, days_kept) for p, b in batches.items()]
+
+
+def _script_call(
+    project: _Project, batch: _Batch, process_id: str, days_kept: int
+) -> tuple[list[str], list[Any]]:
     org_id, project_id = project
     days = sorted({day for _, _, day in batch.counts})
     keys = [
@@ -264,6 +261,8 @@ def _script_call(project: _Project, batch: _Batch, process_id: str) -> tuple[lis
         *(project_key("usage", org_id, project_id, "day", _day_text(day)) for day in days),
     ]
     args: list[Any] = [batch.seq, MARKER_TTL_SECONDS]
+    # A day's hash lives `days_kept` days after the day ends; 0 keeps it.
+    args += [(day + 1 + days_kept) * _DAY_SECONDS if days_kept else 0 for day in days]
     for (product, kind, day), n in batch.counts.items():
         args += [days.index(day) + 1, f"{quote(product, safe='')}|{quote(kind, safe='')}", n]
     return keys, args

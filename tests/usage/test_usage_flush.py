@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -15,6 +15,7 @@ import redis.asyncio as async_redis
 from prometheus_client import REGISTRY
 
 from appkit_runtime import usage
+from appkit_runtime.keys import project_key
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_settings
 from appkit_runtime.tokens import ProjectToken
@@ -133,6 +134,8 @@ async def test_the_flusher_flushes_periodically_without_shutdown(
 async def test_counts_go_to_the_utc_day_they_were_counted_in(
     redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "0")  # 2023's days are past the default 400
+    get_settings.cache_clear()
     token = ProjectToken(org_id="o-days", project_id="p-days")
     clock = {"now": 1_700_006_399.5}  # 2023-11-14T23:59:59.5Z
     monkeypatch.setattr(usage.time, "time", lambda: clock["now"])
@@ -146,6 +149,63 @@ async def test_counts_go_to_the_utc_day_they_were_counted_in(
     read = await get_project_usage(redis, "o-days", "p-days", day="2023-11-15")
     assert read == {"geo": {"search": 1, "route": 1}}
     assert await get_project_usage(redis, "o-days", "p-days") == {"geo": {"search": 2, "route": 1}}
+
+
+DAY = 86_400
+
+
+async def test_a_day_hash_expires_days_kept_after_its_day_and_the_total_never(
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "30")
+    get_settings.cache_clear()
+    token = ProjectToken(org_id="o-kept", project_id="p-kept")
+    usage.count_job(token, "geo", "search", "/r", "GET")
+    today = int(usage.time.time() // DAY)
+    assert await flush_usage() is True
+
+    day_key = project_key(
+        "usage",
+        "o-kept",
+        "p-kept",
+        "day",
+        datetime.fromtimestamp(today * DAY, UTC).date().isoformat(),
+    )
+    assert await redis.expiretime(day_key) == (today + 1 + 30) * DAY
+    assert await redis.expiretime(project_key("usage", "o-kept", "p-kept")) == -1
+
+
+async def test_days_kept_zero_keeps_every_day(
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "0")
+    get_settings.cache_clear()
+    token = ProjectToken(org_id="o-forever", project_id="p-forever")
+    clock = {"now": 1_700_006_399.5}  # 2023-11-14T23:59:59.5Z
+    monkeypatch.setattr(usage.time, "time", lambda: clock["now"])
+    usage.count_job(token, "geo", "search", "/r", "GET")
+    assert await flush_usage() is True
+
+    day_key = project_key("usage", "o-forever", "p-forever", "day", "2023-11-14")
+    assert await redis.expiretime(day_key) == -1
+    assert await get_project_usage(redis, "o-forever", "p-forever", day="2023-11-14") == {
+        "geo": {"search": 1}
+    }
+
+
+async def test_counts_for_a_day_past_keeping_still_reach_the_total(
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process that could not flush for a long while: its old day is gone, the total is right.
+    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "30")
+    get_settings.cache_clear()
+    token = ProjectToken(org_id="o-late", project_id="p-late")
+    monkeypatch.setattr(usage.time, "time", lambda: 1_700_006_399.5)  # 2023-11-14
+    usage.count_job(token, "geo", "search", "/r", "GET")
+    assert await flush_usage() is True
+
+    assert await get_project_usage(redis, "o-late", "p-late", day="2023-11-14") == {}
+    assert await get_project_usage(redis, "o-late", "p-late") == {"geo": {"search": 1}}
 
 
 async def test_counting_from_many_threads_loses_nothing(redis: async_redis.Redis) -> None:

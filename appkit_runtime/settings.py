@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     ratelimit_mode: Literal["enforce", "monitor"] = "enforce"
     metrics_flush_seconds: float = Field(default=5.0, gt=0)
     usage_days_kept: int = Field(default=400, ge=0)
+    gc_freeze: bool = True
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("api_keys", mode="before")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,7 +15,9 @@ from appkit_runtime.db import dispose_engines
 from appkit_runtime.errors import AppkitError
 from appkit_runtime.fastapi.health import readiness_checks
 from appkit_runtime.fastapi.route_order import check_route_order
+from appkit_runtime.frozen_heap import frozen_startup_heap
 from appkit_runtime.redis_pools import close_redis_connections
+from appkit_runtime.settings import get_settings
 from appkit_runtime.usage import usage_flusher
 
 logger = logging.getLogger("appkit_runtime")
@@ -24,7 +26,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
 
 def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
-    """Check routes, report unready dependencies, flush usage; close everything at the end."""
+    """The service's lifespan inside the runtime's: checks, usage flush, frozen heap, clean-up."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
@@ -35,12 +37,10 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
             raise
         await _log_unready(app)
         try:
-            async with usage_flusher():
-                if user_lifespan is None:
-                    yield None
-                else:
-                    async with user_lifespan(app) as state:
-                        yield state
+            own = user_lifespan(app) if user_lifespan is not None else nullcontext()
+            async with usage_flusher(), own as state:
+                with frozen_startup_heap(get_settings().gc_freeze):
+                    yield state
         finally:
             await close_redis_connections()
             await dispose_engines()

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     ratelimit_mode: Literal["enforce", "monitor"] = "enforce"
     metrics_flush_seconds: float = Field(default=5.0, gt=0)
     usage_days_kept: int = Field(default=400, ge=0)
-    gc_freeze: bool = True
+    gc_freeze: bool | None = None
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("api_keys", mode="before")
@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     @property
     def default_rate_limit(self) -> RateLimit:
         return parse_rate_limit(self.ratelimit_default)
+
+    @property
+    def freezes_heap(self) -> bool:
+        """`APPKIT_GC_FREEZE`; unset, on except under tests, where each test's lifespan would
+        pay a full collection for nothing."""
+        return self.env != "test" if self.gc_freeze is None else self.gc_freeze
 
     @property
     def embedded_database_url(self) -> str:

@@ -39,7 +39,7 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
         try:
             own = user_lifespan(app) if user_lifespan is not None else nullcontext()
             async with usage_flusher(), own as state:
-                with frozen_startup_heap(get_settings().gc_freeze):
+                with frozen_startup_heap(get_settings().freezes_heap):
                     yield state
         finally:
             await close_redis_connections()

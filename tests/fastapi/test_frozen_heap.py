@@ -21,10 +21,20 @@ def is_collectable(obj: object) -> bool:
 
 
 @pytest.mark.usefixtures("real_redis")
-@pytest.mark.parametrize(("setting", "frozen"), [(None, True), ("true", True), ("false", False)])
+@pytest.mark.parametrize(
+    ("env", "setting", "frozen"),
+    [
+        ("production", None, True),
+        ("development", None, True),
+        ("test", None, False),  # every test's lifespan would pay a full collection
+        ("test", "true", True),
+        ("development", "false", False),
+    ],
+)
 async def test_objects_built_at_start_up_are_frozen_while_serving_and_given_back_after(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, setting: str | None, frozen: bool
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: str, setting: str | None, frozen: bool
 ) -> None:
+    monkeypatch.setenv("APPKIT_ENV", env)
     monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
     if setting is None:
         monkeypatch.delenv("APPKIT_GC_FREEZE", raising=False)

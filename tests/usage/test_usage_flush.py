@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import uuid4
@@ -131,13 +133,33 @@ async def test_the_flusher_flushes_periodically_without_shutdown(
         assert usage.usage_counts.total() == 0
 
 
+DAY = 86_400
+LAST_SECOND_OF_2023_11_14 = 1_700_006_399.5
+
+
+@pytest.fixture
+def keep_days(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """`keep_days(n)` sets `APPKIT_USAGE_DAYS_KEPT` for this test."""
+
+    def keep(days: int) -> None:
+        monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", str(days))
+        get_settings.cache_clear()
+
+    return keep
+
+
+def count_search_at(monkeypatch: pytest.MonkeyPatch, org_id: str, at: float) -> None:
+    """Count one `geo`/`search` job for project `p` of `org_id`, with the clock at `at`."""
+    monkeypatch.setattr(usage.time, "time", lambda: at)
+    usage.count_job(ProjectToken(org_id=org_id, project_id="p"), "geo", "search", "/r", "GET")
+
+
 async def test_counts_go_to_the_utc_day_they_were_counted_in(
-    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch, keep_days: Callable[[int], None]
 ) -> None:
-    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "0")  # 2023's days are past the default 400
-    get_settings.cache_clear()
+    keep_days(0)  # 2023's days are past the default 400
     token = ProjectToken(org_id="o-days", project_id="p-days")
-    clock = {"now": 1_700_006_399.5}  # 2023-11-14T23:59:59.5Z
+    clock = {"now": LAST_SECOND_OF_2023_11_14}
     monkeypatch.setattr(usage.time, "time", lambda: clock["now"])
     usage.count_job(token, "geo", "search", "/r", "GET")
     clock["now"] += 1.0
@@ -151,61 +173,44 @@ async def test_counts_go_to_the_utc_day_they_were_counted_in(
     assert await get_project_usage(redis, "o-days", "p-days") == {"geo": {"search": 2, "route": 1}}
 
 
-DAY = 86_400
-
-
 async def test_a_day_hash_expires_days_kept_after_its_day_and_the_total_never(
-    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch, keep_days: Callable[[int], None]
 ) -> None:
-    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "30")
-    get_settings.cache_clear()
-    token = ProjectToken(org_id="o-kept", project_id="p-kept")
-    usage.count_job(token, "geo", "search", "/r", "GET")
-    today = int(usage.time.time() // DAY)
+    keep_days(30)
+    today = int(time.time() // DAY)
+    count_search_at(monkeypatch, "o-kept", today * DAY + 1.0)
     assert await flush_usage() is True
 
-    day_key = project_key(
-        "usage",
-        "o-kept",
-        "p-kept",
-        "day",
-        datetime.fromtimestamp(today * DAY, UTC).date().isoformat(),
+    day = datetime.fromtimestamp(today * DAY, UTC).date().isoformat()
+    assert await redis.expiretime(project_key("usage", "o-kept", "p", "day", day)) == (
+        (today + 1 + 30) * DAY
     )
-    assert await redis.expiretime(day_key) == (today + 1 + 30) * DAY
-    assert await redis.expiretime(project_key("usage", "o-kept", "p-kept")) == -1
+    assert await redis.expiretime(project_key("usage", "o-kept", "p")) == -1
 
 
 async def test_days_kept_zero_keeps_every_day(
-    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch, keep_days: Callable[[int], None]
 ) -> None:
-    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "0")
-    get_settings.cache_clear()
-    token = ProjectToken(org_id="o-forever", project_id="p-forever")
-    clock = {"now": 1_700_006_399.5}  # 2023-11-14T23:59:59.5Z
-    monkeypatch.setattr(usage.time, "time", lambda: clock["now"])
-    usage.count_job(token, "geo", "search", "/r", "GET")
+    keep_days(0)
+    count_search_at(monkeypatch, "o-forever", LAST_SECOND_OF_2023_11_14)
     assert await flush_usage() is True
 
-    day_key = project_key("usage", "o-forever", "p-forever", "day", "2023-11-14")
+    day_key = project_key("usage", "o-forever", "p", "day", "2023-11-14")
     assert await redis.expiretime(day_key) == -1
-    assert await get_project_usage(redis, "o-forever", "p-forever", day="2023-11-14") == {
-        "geo": {"search": 1}
-    }
+    read = await get_project_usage(redis, "o-forever", "p", day="2023-11-14")
+    assert read == {"geo": {"search": 1}}
 
 
 async def test_counts_for_a_day_past_keeping_still_reach_the_total(
-    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis: async_redis.Redis, monkeypatch: pytest.MonkeyPatch, keep_days: Callable[[int], None]
 ) -> None:
     # A process that could not flush for a long while: its old day is gone, the total is right.
-    monkeypatch.setenv("APPKIT_USAGE_DAYS_KEPT", "30")
-    get_settings.cache_clear()
-    token = ProjectToken(org_id="o-late", project_id="p-late")
-    monkeypatch.setattr(usage.time, "time", lambda: 1_700_006_399.5)  # 2023-11-14
-    usage.count_job(token, "geo", "search", "/r", "GET")
+    keep_days(30)
+    count_search_at(monkeypatch, "o-late", LAST_SECOND_OF_2023_11_14)
     assert await flush_usage() is True
 
-    assert await get_project_usage(redis, "o-late", "p-late", day="2023-11-14") == {}
-    assert await get_project_usage(redis, "o-late", "p-late") == {"geo": {"search": 1}}
+    assert await get_project_usage(redis, "o-late", "p", day="2023-11-14") == {}
+    assert await get_project_usage(redis, "o-late", "p") == {"geo": {"search": 1}}
 
 
 async def test_counting_from_many_threads_loses_nothing(redis: async_redis.Redis) -> None:

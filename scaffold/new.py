@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from appkit_runtime import __version__
@@ -56,6 +57,13 @@ def new_service(
         _remove_if_empty(dest)
         raise UsageProblem(f"cannot render {source} at {ref}: {_first_line(error)}") from None
     print(f"new service in {dest}: cd {dest} && pip install -e '.[dev]' && pytest")
+    if ref is None:
+        print(
+            "note: rendered from the template this installation carries, which is no git "
+            "repository, so copier cannot update the service; for one it can, pass --template "
+            "with appkit's repository (or set APPKIT_TEMPLATE)",
+            file=sys.stderr,
+        )
     return 0
 
 

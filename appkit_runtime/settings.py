@@ -33,6 +33,11 @@ ENV_PREFIX = "APPKIT_"
 # Values of these variables may hold credentials: never echo them in an error.
 SECRET_FIELDS = {"api_keys", "database_url", "redis_url", "auth_url"}
 
+# Org and project ids become parts of Redis key names; longer ones are refused everywhere.
+MAX_ID_LENGTH = 256
+# The longest an authority's answer may be cached (a day); longer ttls are clamped to it.
+MAX_AUTH_TTL_SECONDS = 86_400.0
+
 _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -58,8 +63,8 @@ class StaticKey(BaseModel):
 
     key: str | None = None
     key_sha256: str | None = None
-    org_id: str
-    project_id: str
+    org_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    project_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     key_id: str | None = None
     product: str | None = None
     scopes: tuple[str, ...] = ()
@@ -106,8 +111,8 @@ class Settings(BaseSettings):
     auth_backend: Literal["static", "http"] = "static"
     auth_url: str | None = None
     auth_timeout: float = Field(default=2.0, gt=0)
-    auth_cache_ttl: float = Field(default=10.0, ge=0)
-    auth_negative_ttl: float = Field(default=5.0, ge=0)
+    auth_cache_ttl: float = Field(default=10.0, ge=0, le=MAX_AUTH_TTL_SECONDS)
+    auth_negative_ttl: float = Field(default=5.0, ge=0, le=MAX_AUTH_TTL_SECONDS)
     api_keys: Annotated[tuple[StaticKey, ...], NoDecode] = ()
     ratelimit_default: str = "100/60"
     ratelimit_fail_open: bool = True

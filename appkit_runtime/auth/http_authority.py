@@ -2,20 +2,20 @@
 
 Contract (also in the README): `POST <APPKIT_AUTH_URL>` with JSON `{"key", "product", "kind",
 "method", "port", "headers"}`; 200 with a token object → valid; 401, 403 or 404 → invalid;
-anything else, a time-out or a refused connection → `AuthorityUnavailable`.
+anything else, a time-out or a refused connection → `AuthorityUnavailable`; a 200 that is not
+a well-formed token (`appkit_runtime.auth.token_validation`) → `MalformedToken`, one of those.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 import httpx
 
+from appkit_runtime.auth.token_validation import checked_ttl, token_from_json
 from appkit_runtime.errors import AuthorityUnavailable, ConfigurationError
-from appkit_runtime.settings import RateLimit, Settings, get_settings, parse_rate_limit
+from appkit_runtime.settings import Settings, get_settings
 from appkit_runtime.tokens import ProjectToken
 
 INVALID_STATUSES = frozenset({401, 403, 404})
@@ -24,38 +24,6 @@ _PRIVATE_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-aut
 
 _current: tuple[Settings, HttpAuthority] | None = None
 _lock = threading.Lock()
-
-
-def _optional_str(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError("expected a string or null")
-    return value
-
-
-def _rate_limit(value: Any) -> RateLimit | None:
-    return parse_rate_limit(value) if value is not None else None
-
-
-def _ttl(value: Any) -> float:
-    ttl = float(value)
-    if not math.isfinite(ttl) or ttl < 0:
-        raise ValueError("ttl must be a finite number of seconds, at least 0")
-    return ttl
-
-
-def token_from_json(body: Any) -> ProjectToken:
-    """The token in a 200 answer; TypeError, KeyError or ValueError when it is not one."""
-    scopes = body.get("scopes") or []
-    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        raise TypeError("scopes must be a list of strings")
-    return ProjectToken(
-        org_id=str(body["org_id"]),
-        project_id=str(body["project_id"]),
-        key_id=_optional_str(body.get("key_id")),
-        product=_optional_str(body.get("product")),
-        scopes=frozenset(scopes),
-        rate_limit=_rate_limit(body.get("rate_limit")),
-    )
 
 
 class HttpAuthority:
@@ -106,9 +74,10 @@ class HttpAuthority:
             raise AuthorityUnavailable(f"key authority answered HTTP {response.status_code}")
         try:
             body = response.json()
-            return token_from_json(body), _ttl(body.get("ttl", self.cache_ttl))
-        except (TypeError, KeyError, ValueError, AttributeError):
-            raise AuthorityUnavailable("key authority answered 200 without a token") from None
+        except ValueError:
+            raise AuthorityUnavailable("key authority answered 200 without JSON") from None
+        token = token_from_json(body)
+        return token, checked_ttl(body.get("ttl", self.cache_ttl))
 
     def close(self) -> None:
         """Close the pooled connections."""

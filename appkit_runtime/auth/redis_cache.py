@@ -12,6 +12,7 @@ import logging
 from redis.exceptions import RedisError
 
 from appkit_runtime.auth.log_throttle import LogThrottle
+from appkit_runtime.auth.token_validation import MalformedToken, check_token
 from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.keys import service_key
 from appkit_runtime.settings import RateLimit, get_async_redis_instance, get_redis_instance
@@ -50,8 +51,9 @@ def decode(raw: bytes) -> ProjectToken | None:
     try:
         org_id, project_id, key_id, product, scopes, limit = json.loads(raw)
         rate_limit = RateLimit(int(limit[0]), int(limit[1])) if limit is not None else None
-        return ProjectToken(org_id, project_id, key_id, product, frozenset(scopes), rate_limit)
-    except (TypeError, IndexError, KeyError) as error:
+        token = ProjectToken(org_id, project_id, key_id, product, frozenset(scopes), rate_limit)
+        return check_token(token)
+    except (TypeError, IndexError, KeyError, MalformedToken) as error:
         raise ValueError("not a cached token") from error
 
 

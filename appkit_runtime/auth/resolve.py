@@ -1,7 +1,8 @@
 """The miss path: in-process cache, then Redis, then the authority, one lookup per key at once.
 
 Callers check `LOCAL` themselves first (the hit path) and come here only on a miss. The
-authority call is passed in, so FastAPI can run it in the threadpool and Django directly.
+authority call is passed in, so FastAPI can run it in the threadpool and Django directly;
+whichever authority answered, its answer is checked here before it is cached or used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from appkit_runtime.auth.flights import AsyncFlights, SyncFlights
 from appkit_runtime.auth.http_authority import close_http_authority
 from appkit_runtime.auth.log_throttle import LogThrottle
 from appkit_runtime.auth.static_keys import forget_table
+from appkit_runtime.auth.token_validation import checked_answer
 from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.settings import Settings, get_settings
 from appkit_runtime.tokens import ProjectToken
@@ -59,7 +61,7 @@ async def _lookup_async(digest: bytes, ask: Callable[[], Awaitable[Answer]]) -> 
         _keep_locally(digest, *cached, settings)
         return cached[0]
     try:
-        token, ttl = await ask()
+        token, ttl = checked_answer(await ask())
     except AuthorityUnavailable as error:
         _log_unavailable(error)
         raise
@@ -83,7 +85,7 @@ def _lookup_sync(digest: bytes, ask: Callable[[], Answer]) -> ProjectToken | Non
         _keep_locally(digest, *cached, settings)
         return cached[0]
     try:
-        token, ttl = ask()
+        token, ttl = checked_answer(ask())
     except AuthorityUnavailable as error:
         _log_unavailable(error)
         raise

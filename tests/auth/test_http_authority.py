@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -17,6 +12,7 @@ from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.settings import RateLimit, get_settings
 from appkit_runtime.tokens import ProjectToken
+from tests.auth.authority_server import AuthService
 
 GOOD = "live-key-4f9a2c"
 OTHER = "live-key-77b1e0"
@@ -29,48 +25,6 @@ TOKEN_JSON = {
     "rate_limit": "100/60",
     "ttl": 120,
 }
-
-
-class AuthService(ThreadingHTTPServer):
-    """A key authority: answers from `answers` (status, body) by key, records what it got."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.answers: dict[str, tuple[int, Any]] = {}
-        self.received: list[dict[str, Any]] = []
-        self.delay = 0.0
-        self.thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1/keys/resolve"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: AuthService
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.append({"body": body, "headers": dict(self.headers)})
-        time.sleep(self.server.delay)
-        status, answer = self.server.answers.get(body["key"], (404, {"detail": "unknown"}))
-        data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the default handler writes every request to stderr."""
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import httpx
 
 from appkit_runtime.auth.token_validation import checked_ttl, token_from_json
 from appkit_runtime.errors import AuthorityUnavailable, ConfigurationError
+from appkit_runtime.log_redaction import quiet_http_client_logs
 from appkit_runtime.settings import Settings, get_settings
 from appkit_runtime.tokens import ProjectToken
 
@@ -33,6 +34,7 @@ class HttpAuthority:
         self.url = url
         self.cache_ttl = cache_ttl
         self.negative_ttl = negative_ttl
+        quiet_http_client_logs()
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),

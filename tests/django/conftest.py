@@ -11,13 +11,19 @@ from appkit_runtime.auth import reset_auth_caches
 from appkit_runtime.settings import get_settings
 from appkit_runtime.testing.keys import api_key  # noqa: F401  (also served by the plugin)
 
-if not settings.configured:
-    settings.configure(
-        DEBUG=False, ALLOWED_HOSTS=["*"], SECRET_KEY="test", MIDDLEWARE=[], INSTALLED_APPS=[]
-    )
-    import django
 
-    django.setup()
+def configure_django() -> None:
+    """Minimal settings, once per process (other test folders call it too)."""
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False, ALLOWED_HOSTS=["*"], SECRET_KEY="test", MIDDLEWARE=[], INSTALLED_APPS=[]
+        )
+        import django
+
+        django.setup()
+
+
+configure_django()
 
 
 @pytest.fixture(autouse=True)

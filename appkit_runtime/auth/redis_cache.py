@@ -1,7 +1,9 @@
 """The shared `authentication_cache` in Redis: tokens by key digest, invalid keys too.
 
 Names are `service_key("auth", <sha256 hex>)`, never the key. Any Redis failure makes the
-caller skip this layer (one warning per interval), so an unreachable cache never becomes a 500.
+caller skip this layer, so an unreachable cache never becomes a 500. An outage and an error
+answer (a refused command) are logged apart, each at most once per interval, so one cannot
+hide the other.
 """
 
 from __future__ import annotations
@@ -9,7 +11,14 @@ from __future__ import annotations
 import json
 import logging
 
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    RedisError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from appkit_runtime.auth.log_throttle import LogThrottle
 from appkit_runtime.auth.token_validation import MalformedToken, check_token
@@ -22,9 +31,20 @@ REDIS_NAME = "authentication_cache"
 WARN_INTERVAL_SECONDS = 60.0
 _INVALID = b"-"
 _FAILURES = (RedisError, OSError, ConfigurationError)
+# What means the server cannot be used at all; any other RedisError is an answer to one command.
+_OUTAGES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OSError,
+    ConfigurationError,
+)
 
 logger = logging.getLogger("appkit_runtime.auth")
 throttle = LogThrottle(WARN_INTERVAL_SECONDS)
+command_errors = LogThrottle(WARN_INTERVAL_SECONDS)
 
 # What a lookup found: the token (None: known invalid) and its remaining seconds.
 Cached = tuple[ProjectToken | None, float]
@@ -67,12 +87,23 @@ def _found(raw: bytes | None, pttl: int) -> Cached | None:
 
 
 def _skip(error: Exception) -> None:
-    """Log that the cache is skipped, naming only the error type (messages may hold URLs)."""
-    throttle.warning(
+    """Log that the cache is skipped: an outage by its error type only (connection messages
+    may hold URLs), an error answer with the server's message, each on its own throttle."""
+    if isinstance(error, _OUTAGES):
+        throttle.warning(
+            logger,
+            "Redis %r unreachable (%s); asking the key authority directly",
+            REDIS_NAME,
+            type(error).__name__,
+        )
+        return
+    command_errors.warning(
         logger,
-        "Redis %r unreachable (%s); asking the key authority directly",
+        "Redis %r answered an error, entry not cached or read (%s: %.200s)",
         REDIS_NAME,
         type(error).__name__,
+        # redis-py prefixes a pipeline's error with the command and its arguments: drop them.
+        str(error).rpartition("caused error: ")[2],
     )
 
 

@@ -103,4 +103,5 @@ def reset_auth_caches() -> None:
     forget_table()
     close_http_authority()
     redis_cache.throttle.reset()
+    redis_cache.command_errors.reset()
     _unavailable.reset()

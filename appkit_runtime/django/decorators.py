@@ -25,6 +25,7 @@ from appkit_runtime.auth.decisions import (
     authorize,
 )
 from appkit_runtime.auth.resolve import resolve_sync
+from appkit_runtime.django.errors import RUNTIME_CONDITIONS, runtime_error_response
 from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.tokens import ProjectToken
 
@@ -76,12 +77,43 @@ def _decide(
     return authorize(found, product, scopes) or found
 
 
+def _authenticate(
+    request: HttpRequest, product: str | None, kind: str | None, scopes: frozenset[str]
+) -> ProjectToken | Denial:
+    """The sync path: a cached key costs a dict lookup; a miss resolves in this thread."""
+    key_token = _key_of(request)
+    if isinstance(key_token, Denial):
+        return key_token
+    digest = key_digest(key_token)
+    entry = LOCAL.get(digest)
+    found = entry[0] if entry is not None else _lookup(request, key_token, digest, product, kind)
+    return _decide(found, product, scopes)
+
+
+async def _authenticate_async(
+    request: HttpRequest, product: str | None, kind: str | None, scopes: frozenset[str]
+) -> ProjectToken | Denial:
+    """The async path: a cached key costs no thread hop; a miss resolves in a worker thread."""
+    key_token = _key_of(request)
+    if isinstance(key_token, Denial):
+        return key_token
+    digest = key_digest(key_token)
+    entry = LOCAL.get(digest)
+    if entry is not None:
+        found: ProjectToken | Denial | None = entry[0]
+    else:
+        lookup = sync_to_async(_lookup, thread_sensitive=False)
+        found = await lookup(request, key_token, digest, product, kind)
+    return _decide(found, product, scopes)
+
+
 def authenticate_key(
     product: str | None = None, scopes: Iterable[str] = (), *, kind: str | None = None
 ) -> Callable[[View], View]:
     """Let the view run only for a key that opens it; sets `request.project_token`.
 
-    Answers 401 (with `WWW-Authenticate: Bearer`), 403 or 503 (with `Retry-After`) as JSON.
+    Answers 401 (with `WWW-Authenticate: Bearer`), 403 or 503 (with `Retry-After`) as JSON,
+    and the runtime's own errors (bad settings) as JSON too, never Django's HTML 500.
     """
     required = frozenset(scopes)
 
@@ -90,17 +122,10 @@ def authenticate_key(
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                key_token = _key_of(request)
-                if isinstance(key_token, Denial):
-                    return error_response(key_token)
-                digest = key_digest(key_token)
-                entry = LOCAL.get(digest)
-                if entry is not None:
-                    found: ProjectToken | Denial | None = entry[0]
-                else:
-                    lookup = sync_to_async(_lookup, thread_sensitive=False)
-                    found = await lookup(request, key_token, digest, product, kind)
-                outcome = _decide(found, product, required)
+                try:
+                    outcome = await _authenticate_async(request, product, kind, required)
+                except RUNTIME_CONDITIONS as error:
+                    return runtime_error_response(error)
                 if isinstance(outcome, Denial):
                     return error_response(outcome)
                 request.project_token = outcome  # type: ignore[attr-defined]
@@ -110,17 +135,10 @@ def authenticate_key(
 
         @functools.wraps(view)
         def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            key_token = _key_of(request)
-            if isinstance(key_token, Denial):
-                return error_response(key_token)
-            digest = key_digest(key_token)
-            entry = LOCAL.get(digest)
-            found = (
-                entry[0]
-                if entry is not None
-                else _lookup(request, key_token, digest, product, kind)
-            )
-            outcome = _decide(found, product, required)
+            try:
+                outcome = _authenticate(request, product, kind, required)
+            except RUNTIME_CONDITIONS as error:
+                return runtime_error_response(error)
             if isinstance(outcome, Denial):
                 return error_response(outcome)
             request.project_token = outcome  # type: ignore[attr-defined]

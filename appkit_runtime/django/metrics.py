@@ -17,6 +17,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from appkit_runtime import usage
+from appkit_runtime.django.errors import RUNTIME_CONDITIONS, runtime_error_response
 from appkit_runtime.errors import RouteOrderError
 from appkit_runtime.settings import get_settings
 from appkit_runtime.tokens import ProjectToken
@@ -42,14 +43,20 @@ def count_request(
 
             @functools.wraps(view)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                _count(request, kind, product)
+                try:
+                    _count(request, kind, product)
+                except RUNTIME_CONDITIONS as error:
+                    return runtime_error_response(error)
                 return await view(request, *args, **kwargs)
 
             return async_view
 
         @functools.wraps(view)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            _count(request, kind, product)
+            try:
+                _count(request, kind, product)
+            except RUNTIME_CONDITIONS as error:
+                return runtime_error_response(error)
             return view(request, *args, **kwargs)
 
         return sync_view

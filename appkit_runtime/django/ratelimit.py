@@ -17,6 +17,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
+from appkit_runtime.django.errors import RUNTIME_CONDITIONS, runtime_error_response
 from appkit_runtime.errors import AppkitError, RouteOrderError, StorageError
 from appkit_runtime.ratelimit import (
     RateLimitResult,
@@ -80,11 +81,14 @@ class RateLimitUnavailable(AppkitError):
 
 
 class RateLimitMiddleware(MiddlewareMixin):
-    """Answers `RateLimitExceeded` (429) and `RateLimitUnavailable` (503) raised by views."""
+    """Answers `RateLimitExceeded` (429), `RateLimitUnavailable` (503) and the runtime's
+    conditions (bad settings, authority or Redis down: 503) raised by views, as JSON."""
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
         if isinstance(exception, RateLimitExceeded | RateLimitUnavailable):
             return exception.response()
+        if isinstance(exception, RUNTIME_CONDITIONS):
+            return runtime_error_response(exception)
         return None
 
 
@@ -165,6 +169,8 @@ def rate_limit(
                     result = await check_async(request)
                 except (RateLimitExceeded, RateLimitUnavailable) as refusal:
                     return refusal.response()
+                except RUNTIME_CONDITIONS as error:
+                    return runtime_error_response(error)
                 return _with_headers(await view(request, *args, **kwargs), result)
 
             return async_view
@@ -175,6 +181,8 @@ def rate_limit(
                 result = check_sync(request)
             except (RateLimitExceeded, RateLimitUnavailable) as refusal:
                 return refusal.response()
+            except RUNTIME_CONDITIONS as error:
+                return runtime_error_response(error)
             return _with_headers(view(request, *args, **kwargs), result)
 
         return sync_view

@@ -15,6 +15,10 @@ class StorageError(ConnectionError, AppkitError):
     """Redis could not be reached or answered with an error."""
 
 
+class StorageCommandError(StorageError):
+    """Redis is up but refused a command (a wrong type, a script error, out of memory)."""
+
+
 class DatabaseUnavailable(ConnectionError, AppkitError):
     """The database could not be reached (refused, timed out, or its host unknown)."""
 

@@ -11,19 +11,13 @@ from __future__ import annotations
 import json
 import logging
 
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    RedisError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from appkit_runtime.auth.log_throttle import LogThrottle
 from appkit_runtime.auth.token_validation import MalformedToken, check_token
 from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.keys import service_key
+from appkit_runtime.redis_errors import is_outage, server_message
 from appkit_runtime.settings import RateLimit, get_async_redis_instance, get_redis_instance
 from appkit_runtime.tokens import ProjectToken
 
@@ -31,16 +25,6 @@ REDIS_NAME = "authentication_cache"
 WARN_INTERVAL_SECONDS = 60.0
 _INVALID = b"-"
 _FAILURES = (RedisError, OSError, ConfigurationError)
-# What means the server cannot be used at all; any other RedisError is an answer to one command.
-_OUTAGES = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    OSError,
-    ConfigurationError,
-)
 
 logger = logging.getLogger("appkit_runtime.auth")
 throttle = LogThrottle(WARN_INTERVAL_SECONDS)
@@ -89,7 +73,7 @@ def _found(raw: bytes | None, pttl: int) -> Cached | None:
 def _skip(error: Exception) -> None:
     """Log that the cache is skipped: an outage by its error type only (connection messages
     may hold URLs), an error answer with the server's message, each on its own throttle."""
-    if isinstance(error, _OUTAGES):
+    if isinstance(error, ConfigurationError) or is_outage(error):
         throttle.warning(
             logger,
             "Redis %r unreachable (%s); asking the key authority directly",
@@ -99,11 +83,9 @@ def _skip(error: Exception) -> None:
         return
     command_errors.warning(
         logger,
-        "Redis %r answered an error, entry not cached or read (%s: %.200s)",
+        "Redis %r answered an error, entry not cached or read (%s)",
         REDIS_NAME,
-        type(error).__name__,
-        # redis-py prefixes a pipeline's error with the command and its arguments: drop them.
-        str(error).rpartition("caused error: ")[2],
+        server_message(error),
     )
 
 

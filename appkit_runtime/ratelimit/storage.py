@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from appkit_runtime.errors import StorageError
+from appkit_runtime.errors import StorageCommandError, StorageError
 from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.ratelimit.scripts import (
     ORG_OVERRIDES_READ_LUA,
@@ -22,13 +22,17 @@ from appkit_runtime.ratelimit.scripts import (
     PROJECT_RATE_LEASE_LUA,
     PROJECT_RATE_LIMITER_LUA,
 )
+from appkit_runtime.redis_errors import is_outage, server_message
 
 _BACKEND_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 def storage_error(error: BaseException) -> StorageError:
-    """The one translation of a Redis client error into the runtime's `StorageError`."""
-    return StorageError(f"Redis is unavailable: {type(error).__name__}: {error}")
+    """The one translation of a Redis client error into the runtime's `StorageError`: an
+    outage, or a `StorageCommandError` when Redis is up but refused the command."""
+    if is_outage(error):
+        return StorageError(f"Redis is unavailable: {type(error).__name__}: {error}")
+    return StorageCommandError(f"Redis answered an error: {server_message(error)}")
 
 
 # One organisation override as the read script returns it: `(member, [max, expiry, pttl])`.

@@ -51,26 +51,26 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the default handler writes every request to stderr."""
 
 
-def malformed_answers(token: dict[str, Any]) -> dict[str, Any]:
-    """200 answers that are not tokens, by test id: each must be refused as unavailable."""
+def malformed_answers(token: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """200 answers that are not tokens, by test id, with the field the refusal must name."""
     return {
-        "null-ids": {**token, "org_id": None, "project_id": None},
-        "empty-org": {**token, "org_id": ""},
-        "list-and-dict-ids": {**token, "org_id": ["a"], "project_id": {"b": 1}},
-        "number-project": {**token, "project_id": 7},
-        "overlong-project": {**token, "project_id": "p" * 257},
-        "missing-org": {k: v for k, v in token.items() if k != "org_id"},
-        "scopes-a-string": {**token, "scopes": "read"},
-        "scopes-a-dict": {**token, "scopes": {"read": True}},
-        "scopes-not-strings": {**token, "scopes": ["read", 1]},
-        "product-a-number": {**token, "product": 3},
-        "key-id-a-list": {**token, "key_id": ["k"]},
-        "rate-limit-a-number": {**token, "rate_limit": 100},
-        "rate-limit-zero": {**token, "rate_limit": "0/60"},
-        "ttl-true": {**token, "ttl": True},
-        "ttl-negative": {**token, "ttl": -1},
-        "ttl-nan": {**token, "ttl": float("nan")},
-        "ttl-infinite": {**token, "ttl": float("inf")},
-        "ttl-a-string": {**token, "ttl": "10"},
-        "a-list": [token],
+        "null-ids": ({**token, "org_id": None, "project_id": None}, "org_id"),
+        "empty-org": ({**token, "org_id": ""}, "org_id"),
+        "list-and-dict-ids": ({**token, "org_id": ["a"], "project_id": {"b": 1}}, "org_id"),
+        "number-project": ({**token, "project_id": 7}, "project_id"),
+        "overlong-project": ({**token, "project_id": "p" * 257}, "project_id"),
+        "missing-org": ({k: v for k, v in token.items() if k != "org_id"}, "org_id"),
+        "scopes-a-string": ({**token, "scopes": "read"}, "scopes"),
+        "scopes-a-dict": ({**token, "scopes": {"read": True}}, "scopes"),
+        "scopes-not-strings": ({**token, "scopes": ["read", 1]}, "scopes"),
+        "product-a-number": ({**token, "product": 3}, "product"),
+        "key-id-a-list": ({**token, "key_id": ["k"]}, "key_id"),
+        "rate-limit-a-number": ({**token, "rate_limit": 100}, "rate_limit"),
+        "rate-limit-zero": ({**token, "rate_limit": "0/60"}, "rate_limit"),
+        "ttl-true": ({**token, "ttl": True}, "ttl"),
+        "ttl-negative": ({**token, "ttl": -1}, "ttl"),
+        "ttl-nan": ({**token, "ttl": float("nan")}, "ttl"),
+        "ttl-infinite": ({**token, "ttl": float("inf")}, "ttl"),
+        "ttl-a-string": ({**token, "ttl": "10"}, "ttl"),
+        "a-list": ([token], "the answer"),
     }

@@ -80,14 +80,17 @@ def stored_keys() -> list[bytes]:
 
 
 @pytest.mark.parametrize("where", ["sync", "async"])
-@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
-async def test_a_malformed_token_is_503_json_and_writes_nothing(authority, body, where) -> None:
+@pytest.mark.parametrize(("body", "field"), MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_token_is_503_json_and_writes_nothing(
+    authority, body, field, where, caplog
+) -> None:
     authority.answers[KEY] = (200, body)
     response = await AsyncClient().get(f"/{where}/items/", headers={"X-API-Key": KEY})
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert json.loads(response.content) == {"detail": "Key authority unavailable, retry later"}
     assert stored_keys() == []
+    assert f"malformed token: {field} must be" in caplog.text and KEY not in caplog.text
 
 
 @pytest.mark.parametrize("where", ["sync", "async"])

@@ -47,7 +47,11 @@ def _service(start: Path, problems: list[str]) -> Service | None:
 
 
 def conflict_markers(root: Path) -> list[str]:
-    """`file:line` of each merge conflict marker in the tracked (or, without git, all) files."""
+    """`file:line` of each merge conflict marker, once, in the files git does not ignore.
+
+    Tracked, unmerged and untracked files alike: an upgrade leaves conflicts in all three (a
+    moved file is new until the team adds it). Without git, every file is searched.
+    """
     found = []
     for path in _files(root):
         try:
@@ -63,14 +67,16 @@ def conflict_markers(root: Path) -> list[str]:
 
 
 def _files(root: Path) -> list[Path]:
+    """The files under `root` that git tracks or would add, each once, or all without git."""
+    command = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True, check=False
-        )
+        listed = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     except OSError:  # no git here: search every file
         listed = None
     if listed is not None and listed.returncode == 0:
-        return [root / name for name in listed.stdout.split("\0") if name]
+        # An unmerged file is listed once per stage of its merge.
+        names = dict.fromkeys(name for name in listed.stdout.split("\0") if name)
+        return [root / name for name in names]
     files = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [

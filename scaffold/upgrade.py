@@ -21,6 +21,8 @@ from scaffold.scratch import memory_scratch, temporary_files_in
 from scaffold.upgrade_summary import Summary, git, summarize
 
 REFUSED = 2
+# The variable `template/.copier_migrations/apply_moves.py` reads for where to report moves.
+MOVES_REPORT = "APPKIT_MOVES_REPORT"
 
 
 class Refusal(ScaffoldError):
@@ -83,24 +85,30 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
     """Run the update in `root`; on any failure put every file back and refuse."""
     import copier
     from copier.errors import CopierError
-    from plumbum import ProcessExecutionError
+    from plumbum import ProcessExecutionError, local
 
     try:
         with (
             temporary_files_in(memory_scratch()),
             tempfile.TemporaryDirectory(prefix="appkit-upgrade-") as scratch,
         ):
-            copier.run_update(
-                root,
-                conflict="inline",
-                overwrite=True,
-                unsafe=True,
-                vcs_ref=to,
-                defaults=True,
-                quiet=True,
-            )
+            # The move script writes what it moved here, for the report, not to the terminal.
+            moves_file = Path(scratch) / "moves"
+            moves_file.touch()
+            with local.env(**{MOVES_REPORT: str(moves_file)}):
+                copier.run_update(
+                    root,
+                    conflict="inline",
+                    overwrite=True,
+                    unsafe=True,
+                    vcs_ref=to,
+                    defaults=True,
+                    quiet=True,
+                )
             fresh, is_skipped = _render_fresh(root, Path(scratch) / "fresh")
-            return summarize(root, ANSWERS_FILE, fresh, is_skipped, old_answers)
+            summary = summarize(root, ANSWERS_FILE, fresh, is_skipped, old_answers)
+            summary.moves = moves_file.read_text(encoding="utf-8").splitlines()
+            return summary
     except (
         CopierError,
         subprocess.CalledProcessError,

@@ -1,4 +1,4 @@
-"""What an update did to a service, read from git: files updated, conflicts, skipped, answers.
+"""What an update did to a service, read from git: files moved, updated, in conflict, skipped.
 
 Copier prints no summary of an update, so `appkit-scaffold upgrade` compares the service's
 work tree with its last commit (an update starts from a clean tree, so that is the state the
@@ -68,13 +68,16 @@ def answer_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
 class Summary:
     """What an update changed in one service; `lines()` is what the team reads."""
 
+    moves: list[str] = field(default_factory=list)
     updated: dict[str, str] = field(default_factory=dict)
     conflicts: dict[str, list[int]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"files updated ({len(self.updated)})"]
+        out = [f"files moved ({len(self.moves)})"]
+        out += [f"  {move}" for move in self.moves]
+        out.append(f"files updated ({len(self.updated)})")
         out += [f"  {kind:<9}{path}" for path, kind in self.updated.items()]
         count = sum(map(len, self.conflicts.values()))
         hint = ": resolve the <<<<<<< markers, then commit" if count else ""

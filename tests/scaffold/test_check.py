@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import git_init
+import pytest
+
+from tests.helpers import git, git_init, git_save
 from tests.scaffold.conftest import Result
 
 Scaffold = Callable[..., Result]
@@ -75,11 +78,47 @@ def test_every_planted_problem_is_listed(scaffold: Scaffold, service: Path) -> N
     assert problems[-1] == f"check: {len(problems) - 1} problem(s)"
 
 
-def test_untracked_files_are_not_searched_for_markers(scaffold: Scaffold, service: Path) -> None:
+def test_untracked_files_are_searched_and_ignored_ones_are_not(
+    scaffold: Scaffold, service: Path
+) -> None:
     git_init(service)
+    # A file the team has not added yet (an upgrade's moved file is one) is searched...
     (service / "notes.txt").write_text("<<<<<<< mine\n")
+    # ...what the service's .gitignore ignores is not.
+    (service / "build").mkdir()
+    (service / "build" / "generated.txt").write_text("<<<<<<< generated\n")
 
-    assert scaffold("check", "--project-dir", service).code == 0
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        "notes.txt:1: conflict marker <<<<<<<",
+        "check: 1 problem(s)",
+    ]
+
+
+def test_a_file_left_unmerged_lists_each_marker_once(scaffold: Scaffold, service: Path) -> None:
+    # A real merge that stops on a conflict: git lists README.md once per stage (three times).
+    git_init(service)
+    readme = service / "README.md"
+    git("checkout", "--quiet", "-b", "theirs", cwd=service)
+    readme.write_text("theirs\n" + readme.read_text())
+    git_save(service, "theirs")
+    git("checkout", "--quiet", "-", cwd=service)
+    readme.write_text("ours\n" + readme.read_text())
+    git_save(service, "ours")
+    with pytest.raises(subprocess.CalledProcessError):
+        git("-c", "merge.conflictStyle=merge", "merge", "theirs", cwd=service)
+    assert git("status", "--porcelain", cwd=service) == "UU README.md\n"
+
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        "README.md:1: conflict marker <<<<<<<",
+        "README.md:5: conflict marker >>>>>>>",
+        "check: 2 problem(s)",
+    ]
 
 
 def test_a_missing_answers_file_is_a_problem(scaffold: Scaffold, tmp_path: Path) -> None:

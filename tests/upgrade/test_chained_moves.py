@@ -41,7 +41,9 @@ CONFLICT = [
 def release(repo: Path, version: str, moves: str) -> None:
     """Set the version file and `MOVES`, commit everything and tag `v<version>`."""
     text = (repo / VERSION_FILE).read_text()
-    (repo / VERSION_FILE).write_text(re.sub(r'"[^"]+"', f'"{version}"', text, count=1))
+    (repo / VERSION_FILE).write_text(
+        re.sub(r'__version__ = "[^"]+"', f'__version__ = "{version}"', text)
+    )
     text = (repo / MOVES).read_text()
     start = text.index("MOVES: dict")
     (repo / MOVES).write_text(text[:start] + f"MOVES: dict[str, list[tuple[str, str]]] = {moves}\n")
@@ -107,6 +109,7 @@ def test_direct_and_stepwise_upgrades_carry_the_team_edits_to_the_last_path(
     assert real[0] == f"upgraded {direct} to v{V3}"
     assert real[1:] == dry[1:]
     assert section(real, "files moved") == ["moved Makefile -> make/Makefile"]
+    assert section(real, "files updated") == ["removed  Makefile", "modified pyproject.toml"]
     start = (direct / "make" / "Makefile").read_text().splitlines().index(CONFLICT[0]) + 1
     assert "conflicts (1): resolve the <<<<<<< markers, then commit" in real
     assert section(real, "conflicts") == [f"make/Makefile:{start}"]

@@ -56,8 +56,8 @@ def moved_path(path: str, old: str, new: str) -> str | None:
 def routes(moves: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
     """Each tracked file the moves concern, followed through them in order to its last path.
 
-    Returns `{HEAD path: final path}`, and `{HEAD path: path it could not take}` for a file that
-    a path the team's own file holds stopped where it was (as a stepwise update stops it).
+    Returns `{HEAD path: final path}`, and `{HEAD path: path it could not take}` for each file
+    stopped by a path that holds the team's own file (where a stepwise update stops it too).
     """
     at: dict[str, str] = {}  # HEAD path -> where the moves so far have taken it
     stopped: dict[str, str] = {}

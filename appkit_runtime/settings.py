@@ -164,18 +164,22 @@ class Settings(BaseSettings):
         parse_rate_limit(value)
         return value
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        check_redis_url(value)
-        return value
-
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         if value is not None:
             check_database_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _redis_urls(self) -> Settings:
+        # After the fields: whether a database number is allowed depends on APPKIT_REDIS_CLUSTER.
+        for variable, url in self.redis_url_variables().items():
+            try:
+                check_redis_url(url, cluster=self.redis_cluster)
+            except ValueError as error:
+                raise ConfigurationError(f"{variable}: {error}") from None
+        return self
 
     @model_validator(mode="after")
     def _http_authority_has_a_url(self) -> Settings:
@@ -278,8 +282,6 @@ def load_settings(**overrides: Any) -> Settings:
     named.update({k: v for k, v in overrides.items() if k in named})
     try:
         settings = Settings(**{**overrides, **named})
-        for name, url in settings.redis_urls.items():
-            _checked(check_redis_url, url, f"{ENV_PREFIX}REDIS_URL_{name.upper()}")
         for name, url in settings.database_urls.items():
             _checked(check_database_url, url, f"{ENV_PREFIX}DATABASE_URL_{name.upper()}")
     except ValidationError as error:

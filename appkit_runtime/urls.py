@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "memory", "redis+cluster", "rediss+cluster"}
 DATABASE_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite"}
 
 
-def check_redis_url(url: str) -> None:
-    """Raise `ValueError` unless `url` is a Redis URL the runtime can connect to."""
+def check_redis_url(url: str, *, cluster: bool = False) -> None:
+    """Raise `ValueError` unless `url` is a Redis URL the runtime can connect to.
+
+    redis-py reads `/abc` as database 0 without a word and stops a cluster client with a
+    traceback for any database but 0: both are refused here, before a client is made.
+    """
     parts = urlsplit(url)
     if parts.scheme not in REDIS_SCHEMES:
         known = ", ".join(sorted(REDIS_SCHEMES))
         raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use one of {known}")
     _check_port(parts.netloc.rpartition("@")[2])
+    if parts.scheme == "memory":
+        return
+    database = _database(parts.path if parts.scheme != "unix" else "", parts.query)
+    if database and (cluster or parts.scheme.endswith("+cluster")) and int(database) != 0:
+        raise ValueError(
+            f"database {database} in a cluster URL; a Redis Cluster has only database 0"
+        )
+
+
+def _database(path: str, query: str) -> str:
+    """The database number a Redis URL names ('' for none); `ValueError` unless a number."""
+    values = parse_qs(query).get("db")
+    database = values[0] if values else unquote(path).strip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise ValueError(f"database {database!r} is not a number")
+    return database
 
 
 def check_database_url(url: str) -> None:

@@ -18,6 +18,21 @@ BAD_SETTINGS = [
         "APPKIT_REDIS_URL_RATELIMIT: port 'x1' is not a number",
     ),
     (
+        {"APPKIT_REDIS_URL": "redis+cluster://cache:7000/3"},
+        "APPKIT_REDIS_URL: database 3 in a cluster URL; a Redis Cluster has only database 0",
+    ),
+    (
+        {
+            "APPKIT_REDIS_CLUSTER": "true",
+            "APPKIT_REDIS_URL": "redis://cache",
+            "APPKIT_REDIS_URL_RATELIMIT": "redis://cache/2",
+        },
+        "APPKIT_REDIS_URL_RATELIMIT: database 2 in a cluster URL",
+    ),
+    ({"APPKIT_REDIS_URL": "redis://cache:6379/abc"}, "APPKIT_REDIS_URL: database 'abc' is not a"),
+    ({"APPKIT_REDIS_URL_CACHE": "rediss://cache/7x"}, "APPKIT_REDIS_URL_CACHE: database '7x' is"),
+    ({"APPKIT_REDIS_URL": "unix:///run/redis.sock?db=x"}, "APPKIT_REDIS_URL: database 'x' is"),
+    (
         {"APPKIT_DATABASE_URL": "mysql://db/app"},
         "APPKIT_DATABASE_URL: unknown URL scheme 'mysql://'",
     ),
@@ -67,6 +82,15 @@ def test_bad_setting_is_one_line_naming_the_variable(
     text = str(caught.value)
     assert "\n" not in text
     assert text.replace("Value error, ", "").startswith(message.replace("Value error, ", ""))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://cache", "redis://cache:6379/", "rediss://u:p@cache/15", "redis+cluster://c:7000/0"],
+)
+def test_good_redis_urls_pass(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("APPKIT_REDIS_URL", url)
+    assert load_settings().redis_url == url
 
 
 def test_secrets_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:

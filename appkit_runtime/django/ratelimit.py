@@ -148,7 +148,8 @@ def rate_limit(
     The limit is the token's, else `max_requests`/`expiry`, else `APPKIT_RATELIMIT_DEFAULT`;
     an organisation override wins over those and a project override over everything. Each
     request counts `cost`; `mode` defaults to `APPKIT_RATELIMIT_MODE`, `fail_open` to
-    `APPKIT_RATELIMIT_FAIL_OPEN`.
+    `APPKIT_RATELIMIT_FAIL_OPEN`. Bad settings (a Redis URL the client would misread) raise
+    `ConfigurationError` here, naming the variable in one line.
     """
     if max_requests is not None:
         check_positive_int("max_requests", max_requests)
@@ -156,6 +157,7 @@ def rate_limit(
         check_positive_int("expiry", expiry)
     check_positive_int("cost", cost)
     check_mode(mode)
+    get_settings()  # bad settings stop the URLconf's import, not the first request
     options = {"max_requests": max_requests, "expiry": expiry, "mode": mode, "fail_open": fail_open}
     check_sync = functools.partial(apply_rate_limit, count=cost, **options)
     check_async = functools.partial(aapply_rate_limit, count=cost, **options)

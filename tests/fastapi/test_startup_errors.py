@@ -46,6 +46,16 @@ def test_a_misordered_route_is_refused_in_one_line(tmp_path: Path) -> None:
     [
         ("APPKIT_RATELIMIT_DEFAULT", "ten", "appkit: APPKIT_RATELIMIT_DEFAULT: expected N/S"),
         ("APPKIT_REDIS_URL", "http://cache", "appkit: APPKIT_REDIS_URL: unknown URL scheme"),
+        (
+            "APPKIT_REDIS_URL",
+            "redis+cluster://127.0.0.1:7000/3",
+            "appkit: APPKIT_REDIS_URL: database 3",
+        ),
+        (
+            "APPKIT_REDIS_URL",
+            "redis://127.0.0.1:6379/7x",
+            "appkit: APPKIT_REDIS_URL: database '7x'",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_in_one_line(

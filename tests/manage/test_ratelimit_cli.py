@@ -184,6 +184,23 @@ def test_bad_settings_and_embedded_redis_are_one_line_exit_2(cli: Cli) -> None:
     assert "APPKIT_REDIS_URL is memory://" in embedded.err
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+cluster://127.0.0.1:6379/3", "database 3 in a cluster URL"),
+        ("redis://127.0.0.1:6379/abc", "database 'abc' is not a number"),
+        ("http://127.0.0.1:6379/0", "unknown URL scheme 'http://'"),
+    ],
+)
+def test_a_bad_redis_url_is_one_line_exit_2(cli: Cli, url: str, problem: str) -> None:
+    ran = cli("ratelimit", "list-org", *ORG, env={"APPKIT_REDIS_URL": url})
+
+    assert (ran.status, ran.out, ran.err.count("\n")) == (2, "", 1)
+    assert ran.err.startswith(
+        f"python -m appkit_runtime.manage: error: APPKIT_REDIS_URL: {problem}"
+    )
+
+
 def test_redis_down_is_one_line_exit_3(cli: Cli) -> None:
     ran = cli("ratelimit", "list-org", *ORG, env={"APPKIT_REDIS_URL": "redis://127.0.0.1:1/0"})
 

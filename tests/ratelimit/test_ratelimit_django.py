@@ -14,7 +14,7 @@ from django.urls import path
 
 from appkit_runtime.django.decorators import authenticate_key
 from appkit_runtime.django.ratelimit import rate_limit
-from appkit_runtime.errors import RouteOrderError
+from appkit_runtime.errors import ConfigurationError, RouteOrderError
 from appkit_runtime.ratelimit import rate_limit_keys
 from appkit_runtime.settings import get_redis_instance, get_settings
 
@@ -130,3 +130,21 @@ def test_missing_token_is_a_route_order_error() -> None:
 def test_bad_arguments_fail_when_decorating(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be an integer of at least 1"):
         rate_limit(**options)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+cluster://127.0.0.1:7000/3", "database 3 in a cluster URL"),
+        ("redis://127.0.0.1:6379/abc", "database 'abc' is not a number"),
+        ("tcp://127.0.0.1:6379", "unknown URL scheme 'tcp://'"),
+    ],
+)
+def test_a_bad_redis_url_fails_when_decorating(
+    ratelimit_redis: Callable[[str], None], url: str, problem: str
+) -> None:
+    ratelimit_redis(url)
+    with pytest.raises(ConfigurationError) as caught:
+        rate_limit()
+    assert str(caught.value).startswith(f"APPKIT_REDIS_URL_RATELIMIT: {problem}")
+    assert "\n" not in str(caught.value)

@@ -126,9 +126,9 @@ class PathRateLimiter(_Limiter):
 
     async def __call__(self, request: Request, response: Response) -> None:
         peer = request.client.host if request.client else None
-        address = client_address(
-            peer, request.headers.get("x-forwarded-for"), get_settings().trusted_proxies
-        )
+        # Several header lines are one list (RFC 9110 §5.3), in the order the proxies added them.
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+        address = client_address(peer, forwarded, get_settings().trusted_proxies)
         route = request.scope["route"].path
         try:
             result = await hit_client(

@@ -75,6 +75,27 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(
     assert (alice, bob) == ([200, 429], [200])
 
 
+async def test_forwarded_for_lines_are_one_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPKIT_TRUSTED_PROXIES", "10.0.0.9")
+    get_settings.cache_clear()
+    app = public_app(max_requests=1, expiry=60)
+    async with client_from("10.0.0.9", app) as proxy:
+        # The client wrote the first line; the proxy appended the second: 10.3.3.3 is the client.
+        codes = [
+            (
+                await proxy.get(
+                    "/public/x",
+                    headers=[("x-forwarded-for", f"10.4.4.{n}"), ("x-forwarded-for", "10.3.3.3")],
+                )
+            ).status_code
+            for n in range(3)
+        ]
+
+    assert codes == [200, 429, 429]
+    key = make_client_rate_limit_key("/public/{name}", "10.3.3.3")
+    assert int(await get_async_redis_instance("ratelimit").get(key)) == 1
+
+
 @pytest.mark.parametrize(
     ("peer", "forwarded", "expected"),
     [

@@ -25,7 +25,7 @@ from appkit_runtime.ratelimit import (
     rejection_headers,
     set_rate_limit_override,
 )
-from appkit_runtime.ratelimit.client_address import client_address
+from appkit_runtime.ratelimit.client_address import client_address, warn_if_server_rewrote
 from appkit_runtime.ratelimit.failure import (
     UNAVAILABLE_DETAIL,
     UNAVAILABLE_RETRY_AFTER,
@@ -128,7 +128,9 @@ class PathRateLimiter(_Limiter):
         peer = request.client.host if request.client else None
         # Several header lines are one list (RFC 9110 §5.3), in the order the proxies added them.
         forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
-        address = client_address(peer, forwarded, get_settings().trusted_proxies)
+        proxies = get_settings().trusted_proxies
+        warn_if_server_rewrote(peer, forwarded, proxies)
+        address = client_address(peer, forwarded, proxies)
         route = request.scope["route"].path
         try:
             result = await hit_client(

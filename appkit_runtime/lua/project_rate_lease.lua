@@ -8,21 +8,27 @@
 -- ARGV[2]  expiry        window length in seconds, used when the override hash has no expiry
 -- ARGV[3]  want          permits the waiting request needs (its cost): at least this or none
 -- ARGV[4]  block         permits the caller would like to hold (its adaptive block size)
--- ARGV[5]  returned      unspent permits of the caller's previous lease in this window
+-- ARGV[5]  returned      unspent permits of the caller's previous lease
+-- ARGV[6]  window        the window that granted them: its end, as this script returned it
 --
--- Returned permits are given back first (only while the window that counted them lives).
+-- Returned permits are given back first, and only to the window that counted them: a call
+-- that arrives after its window rolled over must not free permits of the next one. A window
+-- is named by its end in Redis's clock (TIME + PTTL, stable to a millisecond or two); two
+-- windows' ends are at least a whole window (1 s or more) apart.
 -- The block granted is max(want, min(block, remaining // 8)): it shrinks as the quota runs
 -- low, so processes near the limit lease one permit at a time and the counter never passes
 -- max_requests. A call that cannot get `want` reserves nothing (like a refused request).
 --
 -- Returns {is_over_limit (0|1), counter, ttl_ms, effective_max_requests,
--- effective_expiry_s, granted}; the counter includes every lease still held.
+-- effective_expiry_s, granted, window}; the counter includes every lease still held, and
+-- `window` is what the caller sends back with its unspent permits (0 when none was granted).
 
 local max_requests = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local block = tonumber(ARGV[4])
 local returned = tonumber(ARGV[5])
+local window = tonumber(ARGV[6])
 
 local override = redis.call("HMGET", KEYS[2], "max_requests", "expiry")
 if override[1] then
@@ -34,8 +40,10 @@ end
 
 local count = tonumber(redis.call("GET", KEYS[1])) or 0
 local ttl = redis.call("PTTL", KEYS[1])
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
-if returned > 0 and ttl > 0 and count > 0 then
+if returned > 0 and ttl > 0 and count > 0 and math.abs(now + ttl - window) < 500 then
     count = redis.call("DECRBY", KEYS[1], math.min(returned, count))
 end
 
@@ -48,7 +56,7 @@ if want > remaining then
     if ttl < 0 then
         ttl = expiry * 1000
     end
-    return {1, count, ttl, max_requests, expiry, 0}
+    return {1, count, ttl, max_requests, expiry, 0, 0}
 end
 
 local granted = math.max(want, math.min(block, math.floor(remaining / 8)))
@@ -57,4 +65,4 @@ if ttl < 0 then
     ttl = expiry * 1000
     redis.call("PEXPIRE", KEYS[1], ttl)
 end
-return {0, count, ttl, max_requests, expiry, granted}
+return {0, count, ttl, max_requests, expiry, granted, now + ttl}

@@ -3,7 +3,8 @@
 The hot path of `ProjectRateLimiter` then costs no Redis round trip while this process holds
 permits. Redis still arbitrates every block (`PROJECT_RATE_LEASE_LUA`), so the limit never
 overshoots across processes; blocks shrink to one permit near the limit and unspent permits
-are given back at the next lease of the same window, so a single process stays exact.
+are given back at the next lease, to the window that granted them only, so a single process
+stays exact and a late return cannot free permits of the next window.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Lease:
     expiry: int
     deadline: float
     block: int
+    window: int  # the window that granted the permits, named by the lease script
 
     def usable(self, limit: RateLimit, cost: int, now: float) -> bool:
         return (
@@ -173,17 +175,18 @@ class LeaseTable:
         old = self._leases.pop(key, None)
         live = old is not None and sent < old.deadline
         returned = old.left if old is not None and live else 0
+        window = old.window if old is not None and live else 0
         block = _next_block(old, live)
         generation = _generation
         if len(self._leases) > _PRUNE_ABOVE:
             self._prune(sent)
         reply = await storage.run_lease(
-            keys, (limit.max_requests, limit.expiry, cost, block, returned)
+            keys, (limit.max_requests, limit.expiry, cost, block, returned, window)
         )
-        over, counter, ttl_ms, max_requests, expiry, granted = map(int, reply)
+        over, counter, ttl_ms, max_requests, expiry, granted, window = map(int, reply)
         if over:
             return RateLimitResult(True, counter, ttl_ms, max_requests, expiry)
-        lease = Lease(limit, generation, granted, counter, max_requests, expiry, 0.0, block)
+        lease = Lease(limit, generation, granted, counter, max_requests, expiry, 0.0, block, window)
         lease.deadline = sent + ttl_ms / 1000
         self._leases[key] = lease
         return None

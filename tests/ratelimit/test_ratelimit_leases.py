@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from appkit_runtime.ratelimit import rate_limit_keys
 from appkit_runtime.ratelimit.leases import LeaseTable
@@ -139,3 +139,40 @@ async def test_concurrent_requests_share_one_lease_call() -> None:
     assert spy.most == 1
     assert spy.calls < 100
     assert await counter() == 100
+
+
+class DelayedStorage:
+    """Runs `before()` ahead of each lease call that gives permits back, as a slow network would."""
+
+    def __init__(self, inner: AsyncRedisStorage, before: Callable[[], Awaitable[None]]) -> None:
+        self.inner, self.before = inner, before
+
+    async def run_lease(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
+        if args[4] > 0:  # returned permits
+            await self.before()
+        return await self.inner.run_lease(keys, args)
+
+
+async def test_permits_returned_after_their_window_ended_are_not_given_to_the_next() -> None:
+    slow, other, limit = LeaseTable(), LeaseTable(), RateLimit(100, 2)
+    keys = rate_limit_keys(*KEYS)
+    granted_next = 0
+
+    async def cross_the_boundary() -> None:
+        # The window ends while the call is on its way; another process fills the next one.
+        nonlocal granted_next
+        await wait_for_window_reset()
+        while await allowed(other, limit):
+            granted_next += 1
+
+    delayed = DelayedStorage(storage(), cross_the_boundary)
+    for _ in range(2):  # blocks 1 and 2: one permit still in hand, its window still live
+        assert not (await slow.take(delayed, keys, limit, 1)).is_over_limit  # type: ignore[arg-type]
+
+    # Cost 3 renews the lease before its deadline, sending the one permit back.
+    late = await slow.take(delayed, keys, limit, 3)  # type: ignore[arg-type]
+    while await allowed(other, limit):
+        granted_next += 1
+
+    assert late.is_over_limit
+    assert (granted_next, await counter()) == (100, 100)

@@ -16,6 +16,7 @@ from appkit_runtime.errors import AppkitError
 from appkit_runtime.fastapi.health import readiness_checks
 from appkit_runtime.fastapi.route_order import check_route_order
 from appkit_runtime.frozen_heap import frozen_startup_heap
+from appkit_runtime.ratelimit.org_cache import org_override_refresher
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_settings
 from appkit_runtime.usage import usage_flusher
@@ -26,7 +27,8 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
 
 def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
-    """The service's lifespan inside the runtime's: checks, usage flush, frozen heap, clean-up."""
+    """The service's lifespan inside the runtime's: checks, usage flush, organisation-override
+    refresh, frozen heap, clean-up."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
@@ -38,7 +40,7 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
         await _log_unready(app)
         try:
             own = user_lifespan(app) if user_lifespan is not None else nullcontext()
-            async with usage_flusher(), own as state:
+            async with usage_flusher(), org_override_refresher(), own as state:
                 with frozen_startup_heap(get_settings().freezes_heap):
                     yield state
         finally:

@@ -3,8 +3,11 @@
 The limiter passes an organisation's override to the script in ARGV; the script still lets a
 project override win, so the priority is decided in one atomic step while a request costs one
 Redis command. The copy is read at first use (and after a write made by this process), then
-refreshed in the background every `REFRESH_SECONDS`: another process's change is seen within
-that interval. A failed refresh keeps the last copy.
+read again in the background every `REFRESH_SECONDS / 2`: by the service's lifespan on a timer
+(`org_override_refresher`), and behind the first request past that age. No request is
+answered from a copy older than `REFRESH_SECONDS`: one that finds such a copy waits for the
+read, so another process's change applies within that bound even after the process idled.
+A failed refresh keeps the last copy.
 """
 
 from __future__ import annotations
@@ -13,18 +16,22 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 from urllib.parse import unquote
 
 from appkit_runtime.errors import StorageError
+from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.ratelimit.keys import make_org_override_index_key, org_override_key
 from appkit_runtime.ratelimit.storage import IndexedOverride, async_storage_for, storage_for
 from appkit_runtime.settings import RateLimit, Settings, get_settings
 
 logger = logging.getLogger("appkit_runtime.ratelimit")
 
+# The bound: no request is answered from an older copy. Refreshes come at half of it.
 REFRESH_SECONDS = 5.0
 
 
@@ -80,6 +87,7 @@ class OrgOverrideCache:
         self._loading: dict[asyncio.AbstractEventLoop, asyncio.Task[Snapshot]] = {}
         self._sync_lock = threading.Lock()
         self._generation = 0
+        self._clients: LoopCache[Any] = LoopCache()  # the client each loop last read with
 
     def invalidate(self) -> None:
         """Forget the copy, so the next request reads it again (after a write of ours).
@@ -107,41 +115,62 @@ class OrgOverrideCache:
         return snapshot.lookup(org_id, path)
 
     def cached_limit(self, client: Any, org_id: str, path: str) -> RateLimit | None | Unread:
-        """`limit_for` without awaiting: UNREAD when there is no copy yet (on a running loop).
-
-        A copy past its refresh age is still answered while a read renews it.
-        """
+        """`limit_for` without awaiting: UNREAD when there is no copy yet, or only one older
+        than `REFRESH_SECONDS` (on a running loop); past half that age a read starts behind."""
         snapshot = self._snapshot
         if snapshot is None or snapshot.settings is not get_settings():
             return UNREAD
-        if time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
+        age = time.monotonic() - snapshot.loaded_at
+        if age >= REFRESH_SECONDS:
+            return UNREAD
+        if age >= REFRESH_SECONDS / 2:
             self._load(client, snapshot.settings).add_done_callback(_log_failure)
         return snapshot.lookup(org_id, path)
 
+    async def refresh(self) -> None:
+        """Read the copy again with the client this loop last used, if it has read one."""
+        client = self._clients.current().get("client")
+        snapshot = self._snapshot
+        if client is None or snapshot is None or snapshot.settings is not get_settings():
+            return
+        task = self._load(client, snapshot.settings)
+        await asyncio.wait([task])
+        _log_failure(task)
+
     def limit_for_sync(self, client: Any, org_id: str, path: str) -> RateLimit | None:
-        """The synchronous twin: one thread refreshes a stale copy, the others use it."""
+        """The synchronous twin: a copy past the bound is read again before the answer (one
+        thread reads, the others wait for it); past half of it one thread reads, others go on."""
         snapshot = self._snapshot
         settings = get_settings()
-        if snapshot is None or snapshot.settings is not settings:
+        if snapshot is None or not _fresh(snapshot, settings):
             with self._sync_lock:
                 snapshot = self._snapshot
-                if snapshot is None or snapshot.settings is not settings:
-                    generation = self._generation
-                    snapshot = self._store(_read_sync(client, settings), generation)
-        elif time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS:
+                if snapshot is None or not _fresh(snapshot, settings):
+                    snapshot = self._read_again_sync(client, settings, snapshot)
+        elif time.monotonic() - snapshot.loaded_at >= REFRESH_SECONDS / 2:
             if self._sync_lock.acquire(blocking=False):
                 try:
-                    generation = self._generation
-                    snapshot = self._store(_read_sync(client, settings), generation)
-                except StorageError as error:
-                    snapshot = self._keep(snapshot, error)
+                    snapshot = self._read_again_sync(client, settings, snapshot)
                 finally:
                     self._sync_lock.release()
         return snapshot.lookup(org_id, path)
 
+    def _read_again_sync(
+        self, client: Any, settings: Settings, previous: Snapshot | None
+    ) -> Snapshot:
+        """A new copy; the previous one (for the same settings) when Redis cannot be read."""
+        generation = self._generation
+        try:
+            return self._store(_read_sync(client, settings), generation)
+        except StorageError as error:
+            if previous is None or previous.settings is not settings:
+                raise
+            return self._keep(previous, error)
+
     def _load(self, client: Any, settings: Settings) -> asyncio.Task[Snapshot]:
         """The running loop's read in flight, started if there is none (single flight)."""
         loop = asyncio.get_running_loop()
+        self._clients.current()["client"] = client
         task = self._loading.get(loop)
         if task is None or task.done():
             task = self._loading[loop] = loop.create_task(self._read(client, settings))
@@ -179,6 +208,11 @@ class OrgOverrideCache:
         return self._snapshot
 
 
+def _fresh(snapshot: Snapshot, settings: Settings) -> bool:
+    """Whether `snapshot` may answer a request: read for `settings`, within the bound."""
+    return snapshot.settings is settings and time.monotonic() - snapshot.loaded_at < REFRESH_SECONDS
+
+
 def _read_sync(client: Any, settings: Settings) -> Snapshot:
     sent = time.monotonic()
     rows = storage_for(client).read_indexed_overrides(
@@ -194,3 +228,29 @@ def _log_failure(task: asyncio.Task[Snapshot]) -> None:
 
 
 ORG_OVERRIDES = OrgOverrideCache()
+
+
+@asynccontextmanager
+async def org_override_refresher() -> AsyncIterator[None]:
+    """Refresh the copy every `REFRESH_SECONDS / 2` while the body (a service's life) runs,
+    so requests after an idle spell neither wait nor see an old copy.
+
+    Stopped by an event, not cancelled, like the usage flusher: a cancel landing inside a read
+    can be swallowed by the Redis client's own timeouts.
+    """
+    stop = asyncio.Event()
+    task = asyncio.create_task(_refresh_until(stop), name="appkit-org-override-refresher")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _refresh_until(stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(REFRESH_SECONDS / 2):
+                await stop.wait()
+        except TimeoutError:
+            await ORG_OVERRIDES.refresh()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.fastapi.ratelimit import (
     delete_org_rate_limit_override,
     delete_rate_limit_override,
@@ -21,9 +23,14 @@ from appkit_runtime.fastapi.ratelimit import (
 )
 from appkit_runtime.ratelimit import RateLimitOverride, make_org_override_key, org_cache
 from appkit_runtime.ratelimit.keys import make_org_override_index_key, org_override_member
-from appkit_runtime.ratelimit.org_cache import ORG_OVERRIDES
+from appkit_runtime.ratelimit.limiter import hit_sync
+from appkit_runtime.ratelimit.org_cache import (
+    ORG_OVERRIDES,
+    REFRESH_SECONDS,
+    org_override_refresher,
+)
 from appkit_runtime.ratelimit.storage import async_storage_for
-from appkit_runtime.settings import get_async_redis_instance
+from appkit_runtime.settings import RateLimit, get_async_redis_instance, get_redis_instance
 
 AppFactory = Callable[..., FastAPI]
 ClientFactory = Callable[[FastAPI], httpx.AsyncClient]
@@ -136,26 +143,83 @@ async def test_setting_again_without_ttl_removes_the_ttl() -> None:
     )
 
 
-async def test_another_process_change_is_seen_at_the_next_refresh(
-    monkeypatch: pytest.MonkeyPatch, app_factory: AppFactory, client_factory: ClientFactory
-) -> None:
-    client = client_factory(app_factory(max_requests=100, expiry=60))
-    assert await policy(client, "a") == '"default";q=100;w=60'  # the copy is read here
-    # Another process writes: the same storage call, but this process's cache is not told.
+async def write_as_another_process(max_requests: int, expiry: int) -> None:
+    """The same storage call as `set_org_rate_limit_override`, but this process's copy is
+    not told."""
     await async_storage_for(get_async_redis_instance("ratelimit")).write_override(
         make_org_override_key(ROUTE, "org-1"),
         make_org_override_index_key(),
         org_override_member("org-1", ROUTE),
-        2,
-        30,
+        max_requests,
+        expiry,
     )
-    monkeypatch.setattr(org_cache, "REFRESH_SECONDS", 0.0)  # the copy is now due
 
-    seen_before = await policy(client, "a")  # serves the old copy, refreshes behind it
+
+async def test_a_copy_past_the_bound_is_read_again_before_the_answer(
+    monkeypatch: pytest.MonkeyPatch, app_factory: AppFactory, client_factory: ClientFactory
+) -> None:
+    client = client_factory(app_factory(max_requests=100, expiry=60))
+    assert await policy(client, "a") == '"default";q=100;w=60'  # the copy is read here
+    await write_as_another_process(2, 30)
+    monkeypatch.setattr(org_cache, "REFRESH_SECONDS", 0.0)  # the copy is now past the bound
+
+    assert await policy(client, "a") == '"default";q=2;w=30'
+
+
+async def test_a_sync_request_past_the_bound_waits_for_the_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis = get_redis_instance("ratelimit")
+    before = hit_sync(redis, "org-1", "project-1", ROUTE, RateLimit(100, 60))
+    await write_as_another_process(2, 30)
+    monkeypatch.setattr(org_cache, "REFRESH_SECONDS", 0.0)
+
+    after = hit_sync(redis, "org-1", "project-1", ROUTE, RateLimit(100, 60))
+
+    assert (before.effective_max_requests, after.effective_max_requests) == (100, 2)
+
+
+async def test_a_copy_past_half_the_bound_answers_while_it_is_read_again(
+    app_factory: AppFactory, client_factory: ClientFactory
+) -> None:
+    client = client_factory(app_factory(max_requests=100, expiry=60))
+    assert await policy(client, "a") == '"default";q=100;w=60'
+    await write_as_another_process(2, 30)
+    # Age the copy to 60 % of the bound: due for a read, still good to answer from.
+    copy = ORG_OVERRIDES._snapshot
+    assert copy is not None
+    ORG_OVERRIDES._snapshot = replace(copy, loaded_at=copy.loaded_at - 0.6 * REFRESH_SECONDS)
+
+    seen_before = await policy(client, "a")  # serves the copy, reads behind it
     await ORG_OVERRIDES.settled()
     seen_after = await policy(client, "a")
 
     assert (seen_before, seen_after) == ('"default";q=100;w=60', '"default";q=2;w=30')
+
+
+async def test_an_idle_process_applies_an_override_within_the_bound(
+    monkeypatch: pytest.MonkeyPatch, app_factory: AppFactory, client_factory: ClientFactory
+) -> None:
+    monkeypatch.setattr(org_cache, "REFRESH_SECONDS", 1.0)
+    client = client_factory(app_factory(max_requests=100, expiry=60))
+    redis = get_async_redis_instance("ratelimit")
+    async with org_override_refresher():
+        assert await policy(client, "a") == '"default";q=100;w=60'
+        await write_as_another_process(2, 30)
+
+        await asyncio.sleep(1.0)  # no request: only the timer can read the change
+
+        held = ORG_OVERRIDES.cached_limit(redis, "org-1", ROUTE)  # the copy, as it is now
+        assert held == RateLimit(2, 30)
+        assert await policy(client, "a") == '"default";q=2;w=30'
+
+
+async def test_the_service_lifespan_refreshes_the_copy() -> None:
+    app = get_fastapi_app("refresher", databases=())
+    async with app.router.lifespan_context(app):
+        names = {task.get_name() for task in asyncio.all_tasks()}
+    assert "appkit-org-override-refresher" in names
+    assert "appkit-org-override-refresher" not in {t.get_name() for t in asyncio.all_tasks()}
 
 
 async def test_a_cached_request_costs_one_command_with_org_overrides_in_place(

@@ -50,6 +50,12 @@ class Lease:
     deadline: float
     block: int
     window: int  # the window that granted the permits, named by the lease script
+    reported: int = 0  # the highest count this process answered with in the window
+
+    def same_window(self, window: int) -> bool:
+        """Whether `window` (as the script names it) is this lease's; ends of two windows are
+        at least a second apart, the same one's within a millisecond or two."""
+        return abs(self.window - window) < 500
 
     def usable(self, limit: RateLimit, cost: int, now: float) -> bool:
         return (
@@ -60,12 +66,15 @@ class Lease:
         )
 
     def spend(self, cost: int, now: float) -> RateLimitResult:
-        """Spend `cost` permits; the result counts what is spent, not what is held."""
+        """Spend `cost` permits; the result counts what is spent, not what is held.
+
+        The count never goes down within a window in this process, so neither does `r`
+        between a client's requests: permits another process gives back lower the counter.
+        """
         self.left -= cost
+        self.reported = max(self.reported, self.counter - self.left)
         ttl_ms = max(1, int((self.deadline - now) * 1000))
-        return RateLimitResult(
-            False, self.counter - self.left, ttl_ms, self.max_requests, self.expiry
-        )
+        return RateLimitResult(False, self.reported, ttl_ms, self.max_requests, self.expiry)
 
 
 @dataclass(slots=True)
@@ -188,6 +197,8 @@ class LeaseTable:
             return RateLimitResult(True, counter, ttl_ms, max_requests, expiry)
         lease = Lease(limit, generation, granted, counter, max_requests, expiry, 0.0, block, window)
         lease.deadline = sent + ttl_ms / 1000
+        if old is not None and old.same_window(window):
+            lease.reported = old.reported
         self._leases[key] = lease
         return None
 

@@ -176,3 +176,18 @@ async def test_permits_returned_after_their_window_ended_are_not_given_to_the_ne
 
     assert late.is_over_limit
     assert (granted_next, await counter()) == (100, 100)
+
+
+async def test_remaining_never_goes_up_within_a_window_in_one_process() -> None:
+    first, second, limit = LeaseTable(), LeaseTable(), RateLimit(1000, 60)
+    keys = rate_limit_keys(*KEYS)
+    for _ in range(16):  # blocks 1, 2, 4, 8, 16: the second process holds 15 unspent
+        await second.take(storage(), keys, limit, 1)
+    seen = [(await first.take(storage(), keys, limit, 1)).remaining]
+
+    # The second process gives its 15 back (a request too big to fit): the counter goes down.
+    assert (await second.take(storage(), keys, limit, 2000)).is_over_limit
+    seen += [(await first.take(storage(), keys, limit, 1)).remaining for _ in range(3)]
+
+    assert seen == sorted(seen, reverse=True)
+    assert await counter() < 1000 - seen[-1]  # Redis's count did go down

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from appkit_runtime.ratelimit.limiter import MAX_LIMIT_VALUE
+
 
 class UsageError(Exception):
     """Bad input or a refused command: one line on stderr, exit 2."""
@@ -18,9 +20,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
-    """An argument that must be a whole number of at least 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    """An argument that must be a whole number the limiter can store (1 to 2**31 - 1)."""
+    if not (text.strip().isascii() and text.strip().isdigit()) or not (
+        1 <= int(text) <= MAX_LIMIT_VALUE
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_LIMIT_VALUE}, got {text!r}"
+        )
     return int(text)
 
 

@@ -60,7 +60,7 @@ MAX_LIMIT_VALUE = 2**31 - 1
 def check_positive_int(name: str, value: object) -> int:
     """`value` if it is an integer from 1 to `MAX_LIMIT_VALUE`, else `ValueError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT_VALUE:
-        raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_LIMIT_VALUE}, got {value!r}")
     return value
 
 

@@ -27,7 +27,7 @@ def check_path(path: object) -> str:
 
 
 def check_ttl(ttl: object) -> int | None:
-    """`ttl` if None or an integer of at least 1 (seconds), else `ValueError`."""
+    """`ttl` if None or an integer from 1 to `MAX_LIMIT_VALUE` (seconds), else `ValueError`."""
     return None if ttl is None else check_positive_int("ttl", ttl)
 
 

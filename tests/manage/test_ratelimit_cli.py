@@ -156,6 +156,17 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: tuple[str, ...]) -> No
     assert ran.err.startswith("python -m appkit_runtime.manage: error: ")
 
 
+def test_a_limit_too_big_for_redis_names_the_bound(cli: Cli) -> None:
+    too_big = ("--max-requests", "2147483648", "--expiry", "60")
+    ran = cli("ratelimit", "set-org", *ORG, *SEARCH, *too_big)
+
+    assert (ran.status, ran.out) == (2, "")
+    assert ran.err == (
+        "python -m appkit_runtime.manage: error: argument --max-requests: "
+        "expected a whole number from 1 to 2147483647, got '2147483648'\n"
+    )
+
+
 async def test_production_changes_need_yes(cli: Cli) -> None:
     production = {"APPKIT_ENV": "production"}
 

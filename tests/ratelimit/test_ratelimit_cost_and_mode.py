@@ -72,7 +72,7 @@ async def test_count_must_be_positive() -> None:
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        with pytest.raises(ValueError, match="count must be an integer of at least 1"):
+        with pytest.raises(ValueError, match="count must be an integer from 1 to 2147483647"):
             await client.get("/bad")
 
 

@@ -128,7 +128,7 @@ def test_missing_token_is_a_route_order_error() -> None:
 
 @pytest.mark.parametrize("options", [{"max_requests": 0}, {"expiry": "60"}])
 def test_bad_arguments_fail_when_decorating(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="must be an integer of at least 1"):
+    with pytest.raises(ValueError, match="must be an integer from 1 to 2147483647"):
         rate_limit(**options)
 
 

@@ -171,7 +171,7 @@ async def test_missing_token_is_a_route_order_error(
 
 @pytest.mark.parametrize("options", [{"max_requests": 0}, {"expiry": -1}, {"max_requests": 1.5}])
 def test_bad_limiter_arguments_fail_at_construction(options: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="must be an integer of at least 1"):
+    with pytest.raises(ValueError, match="must be an integer from 1 to 2147483647"):
         ProjectRateLimiter(**options)  # type: ignore[arg-type]
 
 

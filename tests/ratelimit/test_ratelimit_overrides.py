@@ -78,11 +78,11 @@ async def test_list_skips_an_index_entry_whose_hash_is_gone() -> None:
 @pytest.mark.parametrize(
     ("path", "max_requests", "expiry", "message"),
     [
-        ("/a", 0, 60, "max_requests must be an integer of at least 1, got 0"),
-        ("/a", 1.5, 60, "max_requests must be an integer of at least 1, got 1.5"),
-        ("/a", True, 60, "max_requests must be an integer of at least 1, got True"),
-        ("/a", "10", 60, "max_requests must be an integer of at least 1, got '10'"),
-        ("/a", 10, -5, "expiry must be an integer of at least 1, got -5"),
+        ("/a", 0, 60, "max_requests must be an integer from 1 to 2147483647, got 0"),
+        ("/a", 1.5, 60, "max_requests must be an integer from 1 to 2147483647, got 1.5"),
+        ("/a", True, 60, "max_requests must be an integer from 1 to 2147483647, got True"),
+        ("/a", "10", 60, "max_requests must be an integer from 1 to 2147483647, got '10'"),
+        ("/a", 10, -5, "expiry must be an integer from 1 to 2147483647, got -5"),
         ("a", 10, 60, "path must be a route template starting with '/', got 'a'"),
     ],
 )

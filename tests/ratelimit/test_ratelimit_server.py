@@ -100,10 +100,11 @@ def test_the_production_command_ignores_forwarded_for_without_trusted_proxies(se
 
 def test_the_production_command_believes_the_trusted_proxies(serve: Serve) -> None:
     port = free_port()
-    base, _ = serve(production_command(port), port, APPKIT_TRUSTED_PROXIES="127.0.0.1, ::1")
+    base, log = serve(production_command(port), port, APPKIT_TRUSTED_PROXIES="127.0.0.0/8, ::1")
 
     # Loopback is the proxy now: each forwarded address is a client of its own.
     assert spoofed(base, 6) == [200] * 6
+    assert "from X-Forwarded-For" not in log.read_text()  # the server and runtime agree
 
 
 def test_a_server_that_trusts_more_than_the_runtime_is_logged_once(serve: Serve) -> None:

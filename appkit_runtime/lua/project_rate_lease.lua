@@ -14,7 +14,8 @@
 -- Returned permits are given back first, and only to the window that counted them: a call
 -- that arrives after its window rolled over must not free permits of the next one. A window
 -- is named by its end in Redis's clock (TIME + PTTL, stable to a millisecond or two); two
--- windows' ends are at least a whole window (1 s or more) apart.
+-- windows' ends are at least a whole window (1 s or more) apart. (TIME before a write needs
+-- effects replication: Redis 5 and later, where it is the default.)
 -- The block granted is max(want, min(block, remaining // 8)): it shrinks as the quota runs
 -- low, so processes near the limit lease one permit at a time and the counter never passes
 -- max_requests. A call that cannot get `want` reserves nothing (like a refused request).

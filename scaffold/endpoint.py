@@ -6,6 +6,7 @@ example `items` endpoint is built from, so a new endpoint and the example cannot
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -112,4 +113,25 @@ def render_endpoint(template_root: Path, endpoint: Endpoint) -> tuple[str, str]:
         text = environment.get_template(f"{SNIPPETS}/{snippet}").render(**endpoint.context)
         compile(text, snippet.removesuffix(".jinja"), "exec", dont_inherit=True)
         rendered.append(text)
+    taken = _bound_besides(rendered[0], endpoint.name)
+    if endpoint.name in taken:
+        raise UsageProblem(
+            f"bad endpoint name {endpoint.name!r}: its router module binds that name already "
+            f"(it binds {', '.join(sorted(taken))})"
+        )
     return rendered[0], rendered[1]
+
+
+def _bound_besides(source: str, function: str) -> set[str]:
+    """Top-level names `source` binds, but for the endpoint function's own definition."""
+    names: set[str] = set()
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in statement.names)
+        elif isinstance(statement, ast.Assign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if statement.name != function:
+                names.add(statement.name)
+    return names

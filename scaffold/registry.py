@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from scaffold.errors import Conflict
+from scaffold.errors import Conflict, UsageProblem
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -27,8 +27,12 @@ def register_router(source: str, package: str, name: str, where: str) -> str:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         raise Conflict(f"cannot parse {where}: {error.message}") from error
-    if name in _bound_names(module):
+    if name in _registered(module, package):
         raise Conflict(f"{name!r} is already taken in {where}: pick another endpoint name")
+    if name in _bound_names(module):
+        raise UsageProblem(
+            f"bad endpoint name {name!r}: {where} binds it for its own use, pick another"
+        )
     body = list(module.body)
     index = _routers_statement(body)
     if index is None:
@@ -68,6 +72,19 @@ def _bound_names(module: cst.Module) -> set[str]:
             elif isinstance(small, cst.AnnAssign):
                 targets = [small.target]
             names.update(target.value for target in targets if isinstance(target, cst.Name))
+    return names
+
+
+def _registered(module: cst.Module, package: str) -> set[str]:
+    """The routers the registry imports from `<package>.routers`."""
+    import libcst as cst
+
+    names: set[str] = set()
+    for statement in module.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if _imports_from(small, f"{package}.routers"):
+                    names.update(_alias_name(alias) for alias in small.names)
     return names
 
 

@@ -3,6 +3,7 @@ anything in the way with one line, leaving every file as it was."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -182,8 +183,6 @@ def test_outside_a_service_exits_2_naming_the_answers_file(
         ),
         (["healthcheck", "--path", "/healthz"], "GET /healthz is already routed in the runtime"),
         (["items"], "'items' is already taken in src/shop/routers/__init__.py"),
-        (["APIRouter"], "'APIRouter' is already taken"),
-        (["routers"], "'routers' is already taken"),
         (["health"], "tests/test_health.py already exists"),
     ],
 )
@@ -198,6 +197,41 @@ def test_conflicts_exit_1_with_one_line_and_change_nothing(
     assert result.err.count("\n") == 1
     assert message in result.err
     assert tree_hashes(service) == before
+
+
+def bound_names(source: str) -> set[str]:
+    """The top-level names a module binds."""
+    names: set[str] = set()
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in statement.names)
+        elif isinstance(statement, ast.Assign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names.update(target.id for target in targets if isinstance(target, ast.Name))
+        elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(statement.name)
+    return names
+
+
+def test_every_name_the_registry_or_a_router_module_binds_exits_2_and_changes_nothing(
+    scaffold: Scaffold, service: Path
+) -> None:
+    # The names come from the files themselves: the registry and a router module as written.
+    routers = service / "src" / "shop" / "routers"
+    assert scaffold("add-endpoint", "orders", "--project-dir", service).code == 0
+    registered = {"items", "orders"}
+    bound = bound_names((routers / "__init__.py").read_text()) - registered
+    bound |= bound_names((routers / "orders.py").read_text()) - {"orders"}
+    assert {"router", "APIRouter", "routers", "protected", "annotations"} <= bound
+    before = tree_hashes(service)
+
+    for name in sorted(bound):
+        result = scaffold("add-endpoint", name, "--project-dir", service)
+
+        assert result.code == 2, (name, result.err)
+        assert result.err.count("\n") == 1
+        assert f"bad endpoint name {name!r}" in result.err
+        assert tree_hashes(service) == before
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from scaffold.errors import Conflict
+from scaffold.errors import Conflict, UsageProblem
 from scaffold.registry import register_router
 
 
@@ -81,10 +81,23 @@ def test_short_one_line_layouts_stay_on_one_line() -> None:
     [
         ("routers = make_routers()\n", "has no `routers = [...]` list"),
         ("from fastapi import APIRouter\n", "has no `routers = [...]` list"),
-        ("def orders():\n    pass\n\nrouters = []\n", "'orders' is already taken"),
+        ("from shop.routers import orders\n\nrouters = []\n", "'orders' is already taken"),
         ("routers = [\n", "cannot parse routers/__init__.py"),
     ],
 )
 def test_a_registry_it_cannot_edit_is_a_conflict(source: str, message: str) -> None:
     with pytest.raises(Conflict, match=re.escape(message)):
+        register_router(source, "shop", "orders", "routers/__init__.py")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def orders():\n    pass\n\nrouters = []\n",
+        "from fastapi import APIRouter as orders\n\nrouters = []\n",
+        "orders = 1\nrouters = []\n",
+    ],
+)
+def test_a_name_the_registry_binds_for_itself_is_bad_usage(source: str) -> None:
+    with pytest.raises(UsageProblem, match="bad endpoint name 'orders': routers/__init__.py binds"):
         register_router(source, "shop", "orders", "routers/__init__.py")

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit_runtime.db import ping_database
+from appkit_runtime.schema import SchemaCheck
 from appkit_runtime.settings import get_async_redis_instance, get_settings
 
 # The Redis dependency names the runtime itself uses; each must answer for /readyz.
@@ -26,7 +27,8 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     """200 when every Redis and database the service uses answers, else 503 naming them."""
-    checks = await readiness_checks(request.app.state.appkit_databases)
+    state = request.app.state
+    checks = await readiness_checks(state.appkit_databases, getattr(state, "appkit_schema", None))
     ready = all(result == "ok" for result in checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     headers = {} if ready else {"Retry-After": "5"}
@@ -85,10 +87,13 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def readiness_checks(databases: Iterable[str]) -> dict[str, str]:
+async def readiness_checks(
+    databases: Iterable[str], schema: SchemaCheck | None = None
+) -> dict[str, str]:
     """`{"redis": "ok", "database:default": "ConnectionRefusedError", ...}`, checked at once.
 
-    Redis names that share a URL are probed once, under the first name's label.
+    Redis names that share a URL are probed once, under the first name's label. A database
+    that answers but is behind its migrations' head reads `schema behind: <current> != <head>`.
     """
     settings = get_settings()
     probes: dict[str, Awaitable[object]] = {}
@@ -104,7 +109,14 @@ async def readiness_checks(databases: Iterable[str]) -> dict[str, str]:
         *(asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS) for probe in probes.values()),
         return_exceptions=True,
     )
-    return {
+    checks = {
         label: "ok" if not isinstance(result, BaseException) else type(result).__name__
         for label, result in zip(probes, results, strict=True)
     }
+    label = f"database:{schema.database}" if schema is not None else ""
+    if schema is not None and checks.get(label) == "ok":
+        try:
+            checks[label] = await asyncio.wait_for(schema(), CHECK_TIMEOUT_SECONDS)
+        except Exception as error:  # readiness reports a failure, it never raises one
+            checks[label] = type(error).__name__
+    return checks

@@ -18,6 +18,7 @@ from appkit_runtime.fastapi.route_order import check_route_order
 from appkit_runtime.frozen_heap import frozen_startup_heap
 from appkit_runtime.ratelimit.org_cache import org_override_refresher
 from appkit_runtime.redis_pools import close_redis_connections
+from appkit_runtime.schema import schema_check
 from appkit_runtime.settings import get_settings
 from appkit_runtime.usage import usage_flusher
 
@@ -37,6 +38,7 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
         except AppkitError as error:
             app.state.appkit_startup_error = f"appkit: {error}"
             raise
+        app.state.appkit_schema = schema_check(app.state.appkit_databases, get_settings().env)
         await _log_unready(app)
         try:
             own = user_lifespan(app) if user_lifespan is not None else nullcontext()
@@ -53,7 +55,7 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
 
 async def _log_unready(app: FastAPI) -> None:
     """Start even when a dependency is down (fail-open keeps serving); say so once."""
-    checks = await readiness_checks(app.state.appkit_databases)
+    checks = await readiness_checks(app.state.appkit_databases, app.state.appkit_schema)
     failing = {label: result for label, result in checks.items() if result != "ok"}
     if failing:
         logger.error("not ready at start-up, /readyz answers 503: %s", failing)

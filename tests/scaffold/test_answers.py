@@ -116,6 +116,28 @@ def test_an_accepted_answer_renders_a_service_that_lints_imports_and_passes(
     assert passed(service_venv.run("pytest", "-p", "no:cacheprovider", cwd=service)) == 3
 
 
+@pytest.mark.parametrize("include_example", [True, False])
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("name", [LONG_NAME, ODD], ids=["200-chars", "quotes-braces"])
+def test_every_combination_stays_ruff_clean_with_the_hardest_names(
+    template_repo: Path, tmp_path: Path, name: str, database: str, include_example: bool
+) -> None:
+    # The installed cases above render one combination; the others differ in files that hold
+    # the package name too (migrations, the example), so lint them all.
+    service = render_service(
+        template_repo,
+        tmp_path / "svc",
+        project_name=name,
+        description=name * 2,
+        database=database,
+        include_example=include_example,
+    )
+
+    for args in (["check", "."], ["format", "--check", "."]):
+        run = subprocess.run([RUFF, *args], cwd=service, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
 def constants(module: Path) -> dict[str, object]:
     """The module's top-level `NAME = literal` assignments, evaluated."""
     tree = ast.parse(module.read_text(encoding="utf-8"))

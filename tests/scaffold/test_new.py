@@ -50,6 +50,8 @@ def test_new_renders_a_service_named_after_its_folder(scaffold: Scaffold, tmp_pa
     [
         ("package_name=Bad-Name", "Validation error for question 'package_name': package_name"),
         ("default_rate_limit=lots", "default_rate_limit must be N/S"),
+        ("package_name=fastapi", "package_name 'fastapi' is the dependency fastapi"),
+        ("package_name=test", "package_name 'test' is a standard-library module"),
         ("no-equals-sign", "bad --data 'no-equals-sign': use KEY=VALUE"),
     ],
 )
@@ -64,6 +66,21 @@ def test_bad_answers_exit_2_with_the_validator_line_and_leave_nothing(
     assert result.err.count("\n") == 1
     assert message in result.err
     assert not dest.exists()
+
+
+@pytest.mark.usefixtures("from_template_repo")
+def test_a_folder_named_with_backslashes_and_quotes_renders_an_importable_package(
+    scaffold: Scaffold, tmp_path: Path
+) -> None:
+    dest = tmp_path / 'C:\\x "quoted"'
+
+    result = scaffold("new", dest, "--data", "include_example=false")
+
+    assert result.code == 0, result.err
+    init = dest / "src" / "c_x_quoted" / "__init__.py"
+    namespace: dict[str, object] = {}
+    exec(compile(init.read_text(), str(init), "exec"), namespace)
+    assert namespace["DESCRIPTION"] == 'C:\\x "quoted": an API service built on appkit'
 
 
 def test_a_folder_in_the_way_exits_1(scaffold: Scaffold, tmp_path: Path) -> None:

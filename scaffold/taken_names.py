@@ -29,6 +29,9 @@ SERVICE_FOLDERS = {
     "tests": "is the service's tests folder",
     "migrations": "is the service's migrations folder",
 }
+# A service installs the runtime with these extras for development, whatever form its
+# requirement takes in the template (a range, or a direct reference to a tag).
+RUNTIME = Requirement("appkit-runtime[embedded,scaffold,testing]")
 # A requirement's name and extras at the start of a quoted dependency string.
 _REQUIREMENT = re.compile(r'^\s*"([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9_,\s-]*\])?)', re.M)
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
@@ -92,7 +95,7 @@ def taken_names(pyproject: str) -> dict[str, str]:
     taken.update(SERVICE_FOLDERS)
     for name in sorted(stdlib_modules()):
         taken.setdefault(name, "is a standard-library module")
-    needed_by = dependency_closure(service_requirements(pyproject))
+    needed_by = dependency_closure([RUNTIME, *service_requirements(pyproject)])
     for name, parent in sorted(needed_by.items()):
         why = f"is the dependency {name}" + (f" (of {parent})" if parent else "")
         taken.setdefault(name.replace("-", "_"), why)

@@ -84,3 +84,17 @@ def test_a_service_without_migrations_skips_it(
     monkeypatch.chdir(tmp_path)
 
     assert schema.schema_check(("default",), "production") is None
+
+
+def test_migrations_it_cannot_read_are_logged_in_one_line_and_skipped(
+    migrations: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (migrations / "migrations" / "versions" / "0003_broken.py").write_text("revision = (\n")
+
+    assert schema.schema_check(("default",), "production") is None
+    assert len(caplog.records) == 1
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("cannot read the migrations in alembic.ini, /readyz skips them: ")
+    )

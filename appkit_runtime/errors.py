@@ -29,3 +29,7 @@ class AuthorityUnavailable(ConnectionError, AppkitError):
 
 class RouteOrderError(AppkitError):
     """A route runs the rate limiter or metrics without authentication before them."""
+
+
+class AuthorityBusy(AuthorityUnavailable):
+    """`APPKIT_AUTH_MAX_CONCURRENT` authority calls are in flight; this one was not made."""

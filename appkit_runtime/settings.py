@@ -9,12 +9,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import lru_cache
+import threading
+from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from appkit_runtime.errors import ConfigurationError
@@ -28,6 +38,8 @@ from appkit_runtime.urls import (
 if TYPE_CHECKING:
     import redis as sync_redis
     import redis.asyncio as async_redis
+
+    from appkit_runtime.tokens import ProjectToken
 
 ENV_PREFIX = "APPKIT_"
 # Values of these variables may hold credentials: never echo them in an error.
@@ -93,6 +105,59 @@ class StaticKey(BaseModel):
         return self
 
 
+class StaticKeys:
+    """`APPKIT_API_KEYS` as a `{SHA-256 digest: token}` dict, built once when settings load.
+
+    Only the table is kept, not a model per entry: 100,000 keys cost their table alone.
+    """
+
+    __slots__ = ("by_digest", "plain")
+
+    def __init__(self, by_digest: Mapping[bytes, ProjectToken], plain: int = 0) -> None:
+        self.by_digest = by_digest
+        self.plain = plain  # entries given as plain-text `key`, refused in production
+
+    def __len__(self) -> int:
+        return len(self.by_digest)
+
+    def __repr__(self) -> str:
+        return f"StaticKeys({len(self)} keys)"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(_static_keys)
+
+
+def _key_entries(text: str) -> Any:
+    """The JSON list in `text`, or in the file `text` names (read here, once per load)."""
+    text = text.strip()
+    if not text:
+        return []
+    if not text.startswith("["):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError("is neither a JSON list nor the path of a JSON file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"is not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
+def _static_keys(value: Any) -> StaticKeys:
+    if isinstance(value, StaticKeys):
+        return value
+    entries = _key_entries(value) if isinstance(value, str) else value
+    if not isinstance(entries, list | tuple):
+        raise ValueError("must be a JSON list of key entries")
+    # Imported here: the table holds tokens, and the token module imports this one.
+    from appkit_runtime.auth import static_keys
+
+    return static_keys.build_table(entries)
+
+
 class Settings(BaseSettings):
     """Every `APPKIT_*` variable; see the README's table for meanings and defaults."""
 
@@ -113,7 +178,9 @@ class Settings(BaseSettings):
     auth_timeout: float = Field(default=2.0, gt=0)
     auth_cache_ttl: float = Field(default=10.0, ge=0, le=MAX_AUTH_TTL_SECONDS)
     auth_negative_ttl: float = Field(default=5.0, ge=0, le=MAX_AUTH_TTL_SECONDS)
-    api_keys: Annotated[tuple[StaticKey, ...], NoDecode] = ()
+    auth_negative_cache_max: int = Field(default=100_000, ge=1)
+    auth_max_concurrent: int = Field(default=32, ge=1)
+    api_keys: Annotated[StaticKeys, NoDecode] = StaticKeys({})
     ratelimit_default: str = "100/60"
     ratelimit_fail_open: bool = True
     ratelimit_headers: Literal["draft", "legacy", "both", "off"] = "draft"
@@ -122,24 +189,6 @@ class Settings(BaseSettings):
     usage_days_kept: int = Field(default=400, ge=0)
     gc_freeze: bool | None = None
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _load_api_keys(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text:
-            return ()
-        if not text.startswith("["):
-            path = Path(text)
-            if not path.is_file():
-                raise ValueError("is neither a JSON list nor the path of a JSON file")
-            text = path.read_text(encoding="utf-8")
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"is not valid JSON ({error.msg} at line {error.lineno})") from None
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -199,7 +248,7 @@ class Settings(BaseSettings):
                     f"{variable}: memory:// is an in-process emulation and is refused "
                     "when APPKIT_ENV=production; point it at a Redis server"
                 )
-        if any(entry.key is not None for entry in self.api_keys):
+        if self.api_keys.plain:
             raise ConfigurationError(
                 "APPKIT_API_KEYS: plain `key` entries are refused when APPKIT_ENV=production; "
                 "store key_sha256 instead"
@@ -309,10 +358,30 @@ def _one_line(error: ValidationError) -> str:
     return f"{variable}: {message}" + (f" (at {where})" if where else "")
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings, read once; `get_settings.cache_clear()` re-reads them."""
-    return load_settings()
+class _SettingsOnce:
+    """`get_settings()`: loads settings once, even when threads ask at the same moment (a
+    large `APPKIT_API_KEYS` is parsed once, not once per thread); `cache_clear()` re-reads."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Settings:
+        settings = self._settings
+        if settings is None:
+            with self._lock:
+                settings = self._settings
+                if settings is None:
+                    settings = self._settings = load_settings()
+        return settings
+
+    def cache_clear(self) -> None:
+        """Forget the settings; the next call reads them again."""
+        self._settings = None
+
+
+get_settings = _SettingsOnce()
+"""The process's settings, read once; `get_settings.cache_clear()` re-reads them."""
 
 
 def get_database_url(name: str = "default") -> DatabaseURL | None:

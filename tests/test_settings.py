@@ -114,8 +114,8 @@ def test_api_keys_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None
     entry = {"key_sha256": "ab" * 32, "org_id": "o", "project_id": "p", "rate_limit": "5/10"}
     path.write_text(json.dumps([entry]))
     monkeypatch.setenv("APPKIT_API_KEYS", str(path))
-    (key,) = load_settings().api_keys
-    assert (key.org_id, key.key_sha256, key.rate_limit) == ("o", "ab" * 32, "5/10")
+    ((digest, token),) = load_settings().api_keys.by_digest.items()
+    assert (digest, token.org_id, token.rate_limit) == (bytes.fromhex("ab" * 32), "o", (5, 10))
 
 
 def test_named_redis_url_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,29 +1,45 @@
-"""The in-process TTL cache in front of Redis and the authority, holding invalid keys too.
+"""The in-process TTL caches in front of Redis and the authority: valid keys and invalid keys
+apart, so that a flood of unknown keys can only push out other unknown keys.
 
 An entry is `(token or None, expires_at)` by key digest; None marks a key known to be invalid.
-The hit path is one dict lookup and one clock read.
+The hit path is one or two dict lookups and one clock read.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from time import monotonic
+
+from prometheus_client import Counter
 
 from appkit_runtime.tokens import ProjectToken
 
 Entry = tuple[ProjectToken | None, float]
 MAX_ENTRIES = 100_000
+# Expired entries dropped from the oldest end on each write: a bound, so that no single
+# request pays for a whole expired cache, yet more than one, so expiry outpaces writes.
+SWEEP_PER_PUT = 8
+
+EVICTIONS = Counter(
+    "appkit_auth_cache_evictions",
+    "Live entries dropped from the in-process key cache because it was full",
+    ["cache"],
+)
 
 
 class TTLCache:
-    """A bounded dict of entries that expire; the oldest entry goes first when it is full."""
+    """A bounded map of entries that expire; expired entries leave as new ones arrive, and
+    the oldest entry goes first when it is full (counted in `appkit_auth_cache_evictions`)."""
 
-    __slots__ = ("_entries", "_lock", "max_entries")
+    __slots__ = ("_entries", "_lock", "max_entries", "_evictions")
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self._entries: dict[bytes, Entry] = {}
+    def __init__(self, max_entries: int = MAX_ENTRIES, *, name: str = "valid") -> None:
+        # OrderedDict, not dict: dropping the oldest entry is O(1) however many went before.
+        self._entries: OrderedDict[bytes, Entry] = OrderedDict()
         self._lock = threading.Lock()  # writers only (Django threads); reads need none
         self.max_entries = max_entries
+        self._evictions = EVICTIONS.labels(cache=name)
 
     def get(self, digest: bytes) -> Entry | None:
         """The live entry of `digest`, or None when it is absent or expired."""
@@ -35,12 +51,20 @@ class TTLCache:
     def put(self, digest: bytes, token: ProjectToken | None, ttl: float) -> None:
         """Keep `token` (None: invalid key) for `ttl` seconds; a ttl of 0 or less keeps nothing."""
         with self._lock:
+            now = monotonic()
+            self._entries.pop(digest, None)  # a renewed entry moves to the newest end
+            self._sweep(now)
             if ttl <= 0:
-                self._entries.pop(digest, None)
                 return
-            if digest not in self._entries and len(self._entries) >= self.max_entries:
-                self._make_room()
-            self._entries[digest] = (token, monotonic() + ttl)
+            while len(self._entries) >= self.max_entries:
+                self._entries.popitem(last=False)
+                self._evictions.inc()
+            self._entries[digest] = (token, now + ttl)
+
+    def discard(self, digest: bytes) -> None:
+        """Forget the entry of `digest`, if any."""
+        with self._lock:
+            self._entries.pop(digest, None)
 
     def clear(self) -> None:
         """Forget everything."""
@@ -50,12 +74,51 @@ class TTLCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _make_room(self) -> None:
-        now = monotonic()
-        for digest in [d for d, (_, expires) in self._entries.items() if expires <= now]:
-            del self._entries[digest]
-        if len(self._entries) >= self.max_entries:
-            del self._entries[next(iter(self._entries))]
+    def _sweep(self, now: float) -> None:
+        entries = self._entries
+        for _ in range(SWEEP_PER_PUT):
+            if not entries:
+                return
+            oldest = next(iter(entries))
+            if entries[oldest][1] > now:
+                return
+            del entries[oldest]
+
+
+class KeyCache:
+    """Valid keys and invalid keys in two `TTLCache`s, read as one."""
+
+    __slots__ = ("valid", "invalid")
+
+    def __init__(self) -> None:
+        self.valid = TTLCache(name="valid")
+        self.invalid = TTLCache(name="invalid")
+
+    def get(self, digest: bytes) -> Entry | None:
+        """The live entry of `digest` in either cache, or None."""
+        entry = self.valid.get(digest)
+        return entry if entry is not None else self.invalid.get(digest)
+
+    def put(
+        self, digest: bytes, token: ProjectToken | None, ttl: float, *, max_invalid: int
+    ) -> None:
+        """Keep the answer in the cache for its kind; `max_invalid` is
+        `APPKIT_AUTH_NEGATIVE_CACHE_MAX`, passed in since settings may change (tests)."""
+        if token is None:
+            self.valid.discard(digest)
+            self.invalid.max_entries = max_invalid
+            self.invalid.put(digest, None, ttl)
+        else:
+            self.invalid.discard(digest)
+            self.valid.put(digest, token, ttl)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self.valid.clear()
+        self.invalid.clear()
+
+    def __len__(self) -> int:
+        return len(self.valid) + len(self.invalid)
 
 
 def local_ttl(
@@ -65,4 +128,4 @@ def local_ttl(
     return min(ttl, cache_ttl if token is not None else negative_ttl)
 
 
-LOCAL = TTLCache()
+LOCAL = KeyCache()

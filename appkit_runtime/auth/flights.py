@@ -84,3 +84,30 @@ class SyncFlights(Generic[T]):
         """Forget running lookups."""
         with self._lock:
             self._flights.clear()
+
+
+class Slots:
+    """A count of calls in flight that refuses, rather than queues, the one over `limit`.
+
+    Under a flood of distinct unknown keys, waiting callers would pile up behind the
+    authority; refused ones get a 503 at once, and callers with cached keys never come here.
+    """
+
+    __slots__ = ("_lock", "in_flight")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def try_take(self, limit: int) -> bool:
+        """Take a slot if fewer than `limit` are taken; False (nothing taken) otherwise."""
+        with self._lock:
+            if self.in_flight >= limit:
+                return False
+            self.in_flight += 1
+            return True
+
+    def give_back(self) -> None:
+        """Return a slot that `try_take` gave."""
+        with self._lock:
+            self.in_flight -= 1

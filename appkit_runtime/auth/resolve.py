@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import Counter
+
 from appkit_runtime.auth import redis_cache
 from appkit_runtime.auth.cache import LOCAL, local_ttl
-from appkit_runtime.auth.flights import AsyncFlights, SyncFlights
+from appkit_runtime.auth.flights import AsyncFlights, Slots, SyncFlights
 from appkit_runtime.auth.http_authority import close_http_authority
 from appkit_runtime.auth.log_throttle import LogThrottle
-from appkit_runtime.auth.static_keys import forget_table
 from appkit_runtime.auth.token_validation import checked_answer
-from appkit_runtime.errors import AuthorityUnavailable
+from appkit_runtime.errors import AuthorityBusy, AuthorityUnavailable
 from appkit_runtime.settings import Settings, get_settings
 from appkit_runtime.tokens import ProjectToken
 
@@ -25,15 +26,26 @@ Answer = tuple[ProjectToken | None, float]
 
 logger = logging.getLogger("appkit_runtime.auth")
 _unavailable = LogThrottle(redis_cache.WARN_INTERVAL_SECONDS)
+_busy = LogThrottle(redis_cache.WARN_INTERVAL_SECONDS)
 _async_flights: AsyncFlights[ProjectToken | None] = AsyncFlights()
 _sync_flights: SyncFlights[ProjectToken | None] = SyncFlights()
+# One bound for the process: FastAPI's event loops and Django's threads share the authority.
+_authority_slots = Slots()
+
+REFUSED = Counter(
+    "appkit_auth_lookups_refused",
+    "Uncached keys answered 503 because APPKIT_AUTH_MAX_CONCURRENT authority calls were in flight",
+)
 
 
 def _keep_locally(
     digest: bytes, token: ProjectToken | None, ttl: float, settings: Settings
 ) -> None:
     LOCAL.put(
-        digest, token, local_ttl(token, ttl, settings.auth_cache_ttl, settings.auth_negative_ttl)
+        digest,
+        token,
+        local_ttl(token, ttl, settings.auth_cache_ttl, settings.auth_negative_ttl),
+        max_invalid=settings.auth_negative_cache_max,
     )
 
 
@@ -44,6 +56,18 @@ def shared_ttl(token: ProjectToken | None, ttl: float, settings: Settings) -> fl
 
 def _log_unavailable(error: AuthorityUnavailable) -> None:
     _unavailable.warning(logger, "Key authority unavailable: %s", error)
+
+
+def _take_slot(settings: Settings) -> None:
+    """Count this authority call in, or refuse it (`AuthorityBusy`) when the bound is reached."""
+    if not _authority_slots.try_take(settings.auth_max_concurrent):
+        REFUSED.inc()
+        _busy.warning(
+            logger,
+            "APPKIT_AUTH_MAX_CONCURRENT=%d authority calls in flight; answering 503",
+            settings.auth_max_concurrent,
+        )
+        raise AuthorityBusy("too many key lookups in flight")
 
 
 async def resolve_async(digest: bytes, ask: Callable[[], Awaitable[Answer]]) -> ProjectToken | None:
@@ -60,11 +84,14 @@ async def _lookup_async(digest: bytes, ask: Callable[[], Awaitable[Answer]]) -> 
     if cached is not None:
         _keep_locally(digest, *cached, settings)
         return cached[0]
+    _take_slot(settings)
     try:
         token, ttl = checked_answer(await ask())
     except AuthorityUnavailable as error:
         _log_unavailable(error)
         raise
+    finally:
+        _authority_slots.give_back()
     _keep_locally(digest, token, ttl, settings)
     await redis_cache.store_async(digest, token, shared_ttl(token, ttl, settings))
     return token
@@ -84,24 +111,27 @@ def _lookup_sync(digest: bytes, ask: Callable[[], Answer]) -> ProjectToken | Non
     if cached is not None:
         _keep_locally(digest, *cached, settings)
         return cached[0]
+    _take_slot(settings)
     try:
         token, ttl = checked_answer(ask())
     except AuthorityUnavailable as error:
         _log_unavailable(error)
         raise
+    finally:
+        _authority_slots.give_back()
     _keep_locally(digest, token, ttl, settings)
     redis_cache.store_sync(digest, token, shared_ttl(token, ttl, settings))
     return token
 
 
 def reset_auth_caches() -> None:
-    """Forget every in-process auth state: cached answers, lookups under way, key tables,
-    the http client and the log throttles. Keys registered by tests stay registered."""
+    """Forget every in-process auth state: cached answers, lookups under way, the http
+    client and the log throttles. Keys registered by tests stay registered."""
     LOCAL.clear()
     _async_flights.clear()
     _sync_flights.clear()
-    forget_table()
     close_http_authority()
     redis_cache.throttle.reset()
     redis_cache.command_errors.reset()
     _unavailable.reset()
+    _busy.reset()

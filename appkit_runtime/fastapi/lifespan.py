@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appkit_runtime.auth.http_authority import close_http_authority
+from appkit_runtime.auth.static_keys import load_static_keys
 from appkit_runtime.db import dispose_engines
 from appkit_runtime.errors import AppkitError
 from appkit_runtime.fastapi.health import readiness_checks
@@ -33,6 +34,9 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        # Settings, and with them the static key table, before the first request: built
+        # here once, not by the first requests in the threadpool.
+        load_static_keys()
         try:
             check_route_order(app)
         except AppkitError as error:

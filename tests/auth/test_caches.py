@@ -102,6 +102,8 @@ async def test_concurrent_misses_for_one_key_make_one_authority_call(
 async def test_each_bad_key_reaches_the_authority_once_within_the_negative_ttl(
     client_for, counting_auth, monkeypatch
 ) -> None:
+    monkeypatch.setenv("APPKIT_AUTH_MAX_CONCURRENT", "100")  # the batches below, all at once
+    get_settings.cache_clear()
     auth = counting_auth({})
     client = client_for(auth)
     bad_keys = [f"bad-key-{n:04d}" for n in range(1000)]

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import Depends
 
 from appkit_runtime.auth import get_project_token, register_static_key
+from appkit_runtime.auth import static_keys as static_keys_module
 from appkit_runtime.auth.static_keys import settings_table
 from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.fastapi.authentication import AuthenticateKey
-from appkit_runtime.settings import RateLimit, get_settings
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+from appkit_runtime.settings import RateLimit, StaticKeys, get_settings
 from appkit_runtime.tokens import ProjectToken
 
 PLAIN = "dev-key-plain-1234"
@@ -27,6 +37,9 @@ ENTRIES = [
         "rate_limit": "10/60",
     },
 ]
+
+
+AUTHENTICATE = AuthenticateKey()
 
 
 def ask(key: str) -> tuple[ProjectToken | None, float]:
@@ -107,3 +120,103 @@ def test_api_key_fixture_keys_live_for_one_test_only(request) -> None:
     request.addfinalizer(gone_after_teardown)
     keys.append(request.getfixturevalue("api_key")())
     assert ask(keys[0])[0] == ProjectToken("org", "project")
+
+
+class DigestOnly(Mapping[bytes, ProjectToken]):
+    """A table that answers lookups by digest and fails the test if anything walks it."""
+
+    def __init__(self, table: Mapping[bytes, ProjectToken]) -> None:
+        self.table = dict(table)
+        self.asked: list[bytes] = []
+
+    def __getitem__(self, digest: bytes) -> ProjectToken:
+        self.asked.append(digest)
+        return self.table[digest]
+
+    def get(self, digest: bytes, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.append(digest)
+        return self.table.get(digest, default)
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise AssertionError("the key table was walked instead of looked up")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def test_lookup_is_one_dict_lookup_by_digest(static_keys) -> None:
+    keys = get_settings().api_keys
+    table = keys.by_digest = DigestOnly(keys.by_digest)
+
+    assert ask(HASHED)[0] == ProjectToken("acme", "blog", "k2", "search", frozenset(), (10, 60))
+    assert ask("unknown")[0] is None
+    assert table.asked == [hashlib.sha256(k.encode()).digest() for k in (HASHED, "unknown")]
+
+
+def _sha_entries(count: int) -> list[dict[str, str]]:
+    return [
+        {
+            "key_sha256": hashlib.sha256(f"bulk-{n}".encode()).hexdigest(),
+            "org_id": "o",
+            "project_id": f"p{n}",
+        }
+        for n in range(count)
+    ]
+
+
+@pytest.fixture
+def counted_builds(monkeypatch, tmp_path) -> list[int]:
+    """A file of 2,000 hashed keys in APPKIT_API_KEYS; each table build appends to the list
+    and takes 0.2 s longer, so that concurrent first callers would overlap if they could."""
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps(_sha_entries(2000)))
+    monkeypatch.setenv("APPKIT_API_KEYS", str(path))
+    get_settings.cache_clear()
+    builds: list[int] = []
+    real = static_keys_module.build_table
+
+    def counting(entries: Any) -> StaticKeys:
+        builds.append(len(entries))
+        time.sleep(0.2)
+        return real(entries)
+
+    monkeypatch.setattr(static_keys_module, "build_table", counting)
+    return builds
+
+
+def test_concurrent_first_lookups_build_one_table(counted_builds) -> None:
+    start = threading.Barrier(32)
+    found: list[ProjectToken | None] = []
+
+    def first_lookup(n: int) -> None:
+        start.wait()
+        found.append(ask(f"bulk-{n}")[0])
+
+    threads = [threading.Thread(target=first_lookup, args=(n,)) for n in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert counted_builds == [2000]
+    assert sorted(token.project_id for token in found) == sorted(f"p{n}" for n in range(32))
+
+
+async def test_the_lifespan_builds_the_table_before_the_first_requests(counted_builds) -> None:
+    app = get_fastapi_app("keys-at-start")
+    get_settings.cache_clear()  # as a fresh worker process: nothing loaded yet
+    counted_builds.clear()
+
+    @app.get("/items")
+    async def items(token: ProjectToken = Depends(AUTHENTICATE)) -> dict[str, str]:
+        return {"project_id": token.project_id}
+
+    async with LifespanManager(app):
+        assert counted_builds == [2000]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = await asyncio.gather(
+                *(client.get("/items", headers={"X-API-Key": f"bulk-{n}"}) for n in range(32))
+            )
+    assert [a.json() for a in answers] == [{"project_id": f"p{n}"} for n in range(32)]
+    assert counted_builds == [2000]

@@ -10,10 +10,13 @@ import threading
 
 import pytest
 import redis.asyncio as async_redis
+from prometheus_client import REGISTRY
 
 from appkit_runtime.auth import cache as cache_module
-from appkit_runtime.auth.cache import TTLCache
+from appkit_runtime.auth.cache import LOCAL, TTLCache
 from appkit_runtime.auth.flights import SyncFlights
+from appkit_runtime.auth.resolve import resolve_sync
+from appkit_runtime.errors import AuthorityBusy
 from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.settings import get_settings
 from appkit_runtime.tokens import ProjectToken
@@ -205,3 +208,97 @@ def test_sync_flights_make_one_call_for_concurrent_threads() -> None:
         thread.join()
     assert results == [42] * 20
     assert calls == [1]
+
+
+def test_invalid_entries_expire_by_time_without_reaching_the_cap(monkeypatch) -> None:
+    cache = TTLCache(max_entries=1000)
+    for n in range(20):
+        cache.put(b"bad-%d" % n, None, 1.0)
+    later(monkeypatch, 2.0)
+    for n in range(3):  # each write drops up to SWEEP_PER_PUT expired entries
+        cache.put(b"new-%d" % n, None, 1.0)
+    assert len(cache) == 3
+
+
+def evictions(cache: str) -> float:
+    return REGISTRY.get_sample_value("appkit_auth_cache_evictions_total", {"cache": cache}) or 0
+
+
+async def test_unknown_keys_never_evict_valid_ones(client_for, counting_auth, monkeypatch) -> None:
+    monkeypatch.setenv("APPKIT_AUTH_NEGATIVE_CACHE_MAX", "50")
+    get_settings.cache_clear()
+    auth = counting_auth({GOOD: TOKEN})
+    client = client_for(auth)
+    assert (await client.get("/items", headers={"X-API-Key": GOOD})).status_code == 200
+    evicted_before = evictions("invalid"), evictions("valid")
+
+    for n in range(80):
+        response = await client.get("/items", headers={"X-API-Key": f"random-{n}"})
+        assert response.status_code == 401
+
+    assert (len(LOCAL.invalid), len(LOCAL.valid)) == (50, 1)
+    assert (evictions("invalid"), evictions("valid")) == (evicted_before[0] + 30, evicted_before[1])
+    assert (await client.get("/items", headers={"X-API-Key": GOOD})).status_code == 200
+    assert auth.calls[GOOD] == 1  # still served from the in-process cache
+
+
+async def test_beyond_the_bound_unknown_keys_get_503_and_cached_keys_do_not_wait(
+    client_for, counting_auth, monkeypatch
+) -> None:
+    monkeypatch.setenv("APPKIT_AUTH_MAX_CONCURRENT", "2")
+    get_settings.cache_clear()
+    auth = counting_auth({GOOD: TOKEN})
+    release = threading.Event()
+    both_in = threading.Barrier(3)  # the two slow calls and the test
+    ask = auth.get_project_token
+
+    def slow_for_slow_keys(*args):
+        if args[2].startswith("slow-"):
+            both_in.wait(timeout=10)
+            release.wait(timeout=10)
+        return ask(*args)
+
+    auth.get_project_token = slow_for_slow_keys
+    client = client_for(auth)
+    assert (await client.get("/items", headers={"X-API-Key": GOOD})).status_code == 200
+    refused_before = REGISTRY.get_sample_value("appkit_auth_lookups_refused_total") or 0
+
+    stuck = [
+        asyncio.ensure_future(client.get("/items", headers={"X-API-Key": f"slow-{n}"}))
+        for n in range(2)
+    ]
+    await asyncio.to_thread(both_in.wait, 10)  # both slow calls are in the authority
+    over = await client.get("/items", headers={"X-API-Key": "one-too-many"})
+    cached = await client.get("/items", headers={"X-API-Key": GOOD})
+    in_flight_meanwhile = all(not request.done() for request in stuck)
+    release.set()
+    answers = await asyncio.gather(*stuck)
+
+    assert (over.status_code, over.headers["Retry-After"]) == (503, "1")
+    assert cached.status_code == 200 and in_flight_meanwhile
+    assert [answer.status_code for answer in answers] == [401, 401]
+    assert "one-too-many" not in auth.calls
+    assert REGISTRY.get_sample_value("appkit_auth_lookups_refused_total") == refused_before + 1
+    # The slots came back: the refused key is asked once the flood is over.
+    assert (await client.get("/items", headers={"X-API-Key": "one-too-many"})).status_code == 401
+
+
+def test_the_bound_holds_for_threads_too(monkeypatch) -> None:
+    monkeypatch.setenv("APPKIT_AUTH_MAX_CONCURRENT", "1")
+    get_settings.cache_clear()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow_ask() -> tuple[ProjectToken | None, float]:
+        entered.set()
+        release.wait(timeout=10)
+        return None, 5.0
+
+    first = threading.Thread(target=resolve_sync, args=(b"d" * 32, slow_ask))
+    first.start()
+    entered.wait(timeout=10)
+    with pytest.raises(AuthorityBusy):
+        resolve_sync(b"e" * 32, lambda: (TOKEN, 5.0))
+    release.set()
+    first.join()
+    assert resolve_sync(b"e" * 32, lambda: (TOKEN, 5.0)) == TOKEN

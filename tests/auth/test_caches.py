@@ -107,6 +107,7 @@ async def test_each_bad_key_reaches_the_authority_once_within_the_negative_ttl(
 ) -> None:
     monkeypatch.setenv("APPKIT_AUTH_MAX_CONCURRENT", "100")  # the batches below, all at once
     get_settings.cache_clear()
+    later(monkeypatch, 0)  # the cache's clock stands still: slow floods must not age entries
     auth = counting_auth({})
     client = client_for(auth)
     bad_keys = [f"bad-key-{n:04d}" for n in range(1000)]

@@ -33,18 +33,6 @@ _registered: dict[bytes, ProjectToken] = {}
 _lock = threading.Lock()
 
 
-def token_of(entry: StaticKey) -> ProjectToken:
-    """The token one `APPKIT_API_KEYS` entry opens."""
-    return ProjectToken(
-        org_id=entry.org_id,
-        project_id=entry.project_id,
-        key_id=entry.key_id,
-        product=entry.product,
-        scopes=frozenset(entry.scopes),
-        rate_limit=parse_rate_limit(entry.rate_limit) if entry.rate_limit else None,
-    )
-
-
 def _digest_of(entry: StaticKey) -> bytes:
     if entry.key_sha256 is not None:
         return bytes.fromhex(entry.key_sha256)

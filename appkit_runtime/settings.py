@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     usage_days_kept: int = Field(default=400, ge=0)
     gc_freeze: bool | None = None
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    log_format: Literal["json", "text"] | None = None
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    access_log: bool = True
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -206,6 +209,16 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is neither an IP address nor a network") from None
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("ratelimit_default")
     @classmethod
@@ -264,6 +277,13 @@ class Settings(BaseSettings):
         """`APPKIT_GC_FREEZE`; unset, on except under tests, where each test's lifespan would
         pay a full collection for nothing."""
         return self.env != "test" if self.gc_freeze is None else self.gc_freeze
+
+    @property
+    def log_style(self) -> Literal["json", "text"]:
+        """`APPKIT_LOG_FORMAT`; unset, JSON in production and text elsewhere."""
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env == "production" else "text"
 
     @property
     def embedded_database_url(self) -> str:

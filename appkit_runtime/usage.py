@@ -36,6 +36,7 @@ from redis.exceptions import NoScriptError, RedisError
 from appkit_runtime.keys import project_key
 from appkit_runtime.settings import get_async_redis_instance, get_redis_instance, get_settings
 from appkit_runtime.tokens import ProjectToken
+from appkit_runtime.tracing import traced
 
 logger = logging.getLogger("appkit_runtime.usage")
 
@@ -194,6 +195,7 @@ def flush_usage_sync(redis: Any = None) -> bool:
     return True
 
 
+@traced("appkit.usage.flush")
 async def _send(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
     if isinstance(client, async_redis.RedisCluster):
         # redis-py refuses EVALSHA in cluster pipelines: one call per project, all at once,

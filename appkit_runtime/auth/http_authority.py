@@ -16,6 +16,7 @@ import httpx
 from appkit_runtime.auth.token_validation import checked_ttl, token_from_json
 from appkit_runtime.errors import AuthorityUnavailable, ConfigurationError
 from appkit_runtime.log_redaction import quiet_http_client_logs
+from appkit_runtime.request_context import REQUEST_ID_HEADER, current_request_id
 from appkit_runtime.settings import Settings, get_settings
 from appkit_runtime.tokens import ProjectToken
 
@@ -63,8 +64,11 @@ class HttpAuthority:
                 if name.lower() not in _PRIVATE_HEADERS
             },
         }
+        request_id = current_request_id()
+        # The authority's logs then name the same request as the service's.
+        extra_headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         try:
-            response = self._client.post(self.url, json=payload)
+            response = self._client.post(self.url, json=payload, headers=extra_headers)
         except httpx.HTTPError as error:
             # The class name only: httpx messages may carry the URL and its credentials.
             raise AuthorityUnavailable(

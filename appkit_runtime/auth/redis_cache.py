@@ -20,6 +20,7 @@ from appkit_runtime.keys import service_key
 from appkit_runtime.redis_errors import is_outage, server_message
 from appkit_runtime.settings import RateLimit, get_async_redis_instance, get_redis_instance
 from appkit_runtime.tokens import ProjectToken
+from appkit_runtime.tracing import traced
 
 REDIS_NAME = "authentication_cache"
 WARN_INTERVAL_SECONDS = 60.0
@@ -89,6 +90,7 @@ def _skip(error: Exception) -> None:
     )
 
 
+@traced("appkit.auth.cache")
 async def fetch_async(digest: bytes) -> Cached | None:
     """The cached answer for `digest`, or None when absent or Redis fails."""
     try:
@@ -100,6 +102,7 @@ async def fetch_async(digest: bytes) -> Cached | None:
     return _found(raw, pttl)
 
 
+@traced("appkit.auth.cache_store")
 async def store_async(digest: bytes, token: ProjectToken | None, ttl: float) -> None:
     """Cache the answer for `ttl` seconds (nothing for ttl under a millisecond)."""
     if ttl < 0.001:

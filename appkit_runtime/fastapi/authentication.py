@@ -28,6 +28,7 @@ from appkit_runtime.auth.resolve import resolve_async
 from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.tokens import ProjectToken
+from appkit_runtime.tracing import span
 
 SCHEME_NAME = "APIKey"
 # Authority calls get threads of their own: a hanging authority must not take every thread
@@ -119,7 +120,8 @@ class FastAPIAuthenticateBase(SecurityBase):
                 limiter = _authority_limiters.get(
                     "authority", lambda: CapacityLimiter(AUTHORITY_THREADS)
                 )
-                return await to_thread.run_sync(call, limiter=limiter)
+                with span("appkit.auth.authority"):
+                    return await to_thread.run_sync(call, limiter=limiter)
 
             try:
                 project_token = await resolve_async(digest, ask)

@@ -14,7 +14,10 @@ from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
 from appkit_runtime.fastapi.health import HealthRoutesMiddleware
 from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
 from appkit_runtime.fastapi.openapi import rate_limit_openapi
+from appkit_runtime.fastapi.request_context import RequestContextMiddleware
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
+from appkit_runtime.fastapi.tracing import instrument_tracing
+from appkit_runtime.log_config import configure_logging
 from appkit_runtime.settings import use_service_name
 
 logger = logging.getLogger("appkit_runtime")
@@ -37,12 +40,18 @@ def get_fastapi_app(
         settings = use_service_name(name)
     except ConfigurationError as error:
         raise SystemExit(f"appkit: {error}") from None
+    configure_logging(settings)
     fastapi_kwargs.setdefault("title", name)
     app = FastAPI(lifespan=runtime_lifespan(lifespan), **fastapi_kwargs)
     app.state.appkit_databases = tuple(databases)
     rate_limit_openapi(app)
     app.add_middleware(HealthRoutesMiddleware)
     app.add_middleware(RequestMetricsMiddleware, service=settings.service_name)
+    app.add_middleware(
+        RequestContextMiddleware,
+        access_log=settings.access_log,
+        span_attributes=instrument_tracing(app, settings.service_name),
+    )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(ConnectionError, _unavailable)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)

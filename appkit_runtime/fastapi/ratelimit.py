@@ -26,6 +26,7 @@ from appkit_runtime.ratelimit import (
     set_rate_limit_override,
 )
 from appkit_runtime.ratelimit.client_address import client_address, warn_if_server_rewrote
+from appkit_runtime.ratelimit.decision import DECISION_STATE
 from appkit_runtime.ratelimit.failure import (
     UNAVAILABLE_DETAIL,
     UNAVAILABLE_RETRY_AFTER,
@@ -137,9 +138,9 @@ class PathRateLimiter(_Limiter):
                 get_async_redis_instance(REDIS_NAME), address, route, self.limit(), self.cost
             )
         except StorageError as error:
-            _unavailable(error, self.fail_open)
+            _unavailable(request, error, self.fail_open)
             return
-        _answer(result, response, self.mode, route)
+        _answer(request, result, response, self.mode, route)
 
 
 async def apply_rate_limit(
@@ -194,19 +195,27 @@ async def _limit_project(
             cost,
         )
     except StorageError as error:
-        _unavailable(error, limiter.fail_open)
+        _unavailable(request, error, limiter.fail_open)
         return None
-    _answer(result, response, limiter.mode, route)
+    _answer(request, result, response, limiter.mode, route)
     return result
 
 
 def _answer(
-    result: RateLimitResult, response: Response | None, mode: Mode | None, route: str
+    request: Request,
+    result: RateLimitResult,
+    response: Response | None,
+    mode: Mode | None,
+    route: str,
 ) -> None:
-    """Raise the 429 when the result refuses the request, else set the headers."""
+    """Raise the 429 when the result refuses the request, else set the headers; either way
+    leave the decision on the request's state for the access line and the span."""
     style = get_settings().ratelimit_headers
     if refuses(result, mode, route):
+        setattr(request.state, DECISION_STATE, ("limited", 0))
         raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
+    decision = "would_limit" if result.is_over_limit else "allowed"
+    setattr(request.state, DECISION_STATE, (decision, result.remaining))
     if style != "off" and response is not None:
         if response.raw_headers:
             response.headers.update(rate_limit_headers(result, style))  # replaces earlier ones
@@ -215,9 +224,10 @@ def _answer(
             response.raw_headers.extend(raw_rate_limit_headers(result, style))
 
 
-def _unavailable(error: StorageError, fail_open: bool | None) -> None:
+def _unavailable(request: Request, error: StorageError, fail_open: bool | None) -> None:
     """Let the request through (fail open) or answer 503 (fail closed)."""
     failed_open = fails_open(fail_open)
     record_failure(error, failed_open=failed_open)
+    setattr(request.state, DECISION_STATE, ("fail_open" if failed_open else "fail_closed", None))
     if not failed_open:
         raise HTTPException(503, UNAVAILABLE_DETAIL, {"Retry-After": UNAVAILABLE_RETRY_AFTER})

@@ -23,6 +23,7 @@ from appkit_runtime.ratelimit.scripts import (
     PROJECT_RATE_LIMITER_LUA,
 )
 from appkit_runtime.redis_errors import is_outage, server_message
+from appkit_runtime.tracing import traced
 
 _BACKEND_ERRORS = (RedisError, RedisClusterException, OSError)
 
@@ -82,12 +83,14 @@ class AsyncRedisStorage:
         self._delete_overrides = client.register_script(OVERRIDE_DELETE_LUA)
         self._read_org = client.register_script(ORG_OVERRIDES_READ_LUA)
 
+    @traced("appkit.ratelimit.limit")
     async def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
         try:
             return await self._limiter(keys, args)
         except _BACKEND_ERRORS as error:
             raise storage_error(error) from error
 
+    @traced("appkit.ratelimit.lease")
     async def run_lease(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:
         """One call of the lease script (`PROJECT_RATE_LEASE_LUA`)."""
         try:
@@ -128,6 +131,7 @@ class AsyncRedisStorage:
             raise storage_error(error) from error
         return _decoded(members)
 
+    @traced("appkit.ratelimit.override")
     async def read_indexed_overrides(
         self, index_key: str, key_of: Callable[[str], str]
     ) -> list[IndexedOverride]:

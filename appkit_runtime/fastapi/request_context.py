@@ -1,0 +1,124 @@
+"""Request ids, the access line and the server span's attributes, in one pure ASGI middleware.
+
+A pure ASGI middleware (not `BaseHTTPMiddleware`, whose task and stream per request cost a
+bare endpoint much of its throughput): it sets the request id before the app runs, adds the
+`X-Request-ID` header to the response start, and when the app returns writes one access line
+from what the protected chain left on the request's state (token, rate-limit decision).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appkit_runtime.fastapi.health import HEALTH_ROUTES
+from appkit_runtime.fastapi.request_metrics import UNMATCHED
+from appkit_runtime.ratelimit.decision import DECISION_STATE
+from appkit_runtime.request_context import REQUEST_ID, request_id_for
+
+ACCESS_LOGGER = "appkit_runtime.access"
+_HEADER = b"x-request-id"
+_access = logging.getLogger(ACCESS_LOGGER)
+# The text format shows the fields in the message; the JSON format has them as keys too.
+_ACCESS_MESSAGE = "%s %s %s %.1fms org=%s project=%s key=%s ratelimit=%s remaining=%s"
+
+# Sets the server span's attributes from the request's outcome; installed by `tracing`.
+SpanAttributes = Callable[[dict[str, Any]], None]
+
+
+class RequestContextMiddleware:
+    """Give each HTTP request an id (the caller's if acceptable), echo it, log the outcome."""
+
+    def __init__(
+        self, app: ASGIApp, *, access_log: bool, span_attributes: SpanAttributes | None = None
+    ) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.span_attributes = span_attributes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                given = value.decode("latin-1")
+                break
+        request_id = request_id_for(given)
+        # Each request its own state (uvicorn copies the lifespan state; not every server
+        # does), so what the chain leaves there is this request's alone.
+        scope["state"] = dict(scope.get("state") or ())
+        header = (_HEADER, request_id.encode("latin-1"))
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            try:
+                self._report(scope, status, time.perf_counter() - started)
+            finally:
+                REQUEST_ID.reset(token)
+
+    def _report(self, scope: Scope, status: int, seconds: float) -> None:
+        """The access line and the span attributes, from the state the chain left."""
+        state = scope["state"]
+        project_token = state.get("project_token")
+        decision, remaining = state.get(DECISION_STATE, (None, None))
+        if self.span_attributes is not None:
+            self.span_attributes(
+                {
+                    "appkit.org_id": getattr(project_token, "org_id", None),
+                    "appkit.project_id": getattr(project_token, "project_id", None),
+                    "appkit.ratelimit.decision": decision,
+                    "appkit.ratelimit.remaining": remaining,
+                }
+            )
+        if not self.access_log or not _access.isEnabledFor(logging.INFO):
+            return
+        route = scope.get("route")
+        if route is not None and HEALTH_ROUTES.get(route.path) is route:
+            return  # probes and scrapes every few seconds would drown the log
+        org_id = project_id = key_id = None
+        if project_token is not None:
+            org_id, project_id = project_token.org_id, project_token.project_id
+            key_id = project_token.key_id
+        route_path = getattr(route, "path", UNMATCHED) if route is not None else UNMATCHED
+        method = scope["method"]
+        duration_ms = round(seconds * 1000, 2)
+        _access.info(
+            _ACCESS_MESSAGE,
+            method,
+            route_path,
+            status,
+            duration_ms,
+            org_id,
+            project_id,
+            key_id,
+            decision,
+            remaining,
+            extra={
+                "method": method,
+                "route": route_path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "org_id": org_id,
+                "project_id": project_id,
+                "key_id": key_id,
+                "ratelimit": decision,
+                "ratelimit_remaining": remaining,
+            },
+        )

@@ -1,0 +1,77 @@
+"""The process's logging as `APPKIT_LOG_FORMAT` and `APPKIT_LOG_LEVEL` ask: one handler on the
+root logger, JSON or text, every line with the request id, uvicorn's loggers through it.
+
+JSON comes from python-json-logger: it is a `logging.Formatter`, so every stdlib logger (the
+runtime's, uvicorn's, httpx's, the service's own) writes JSON with no change to their calls,
+which structlog would only give through its stdlib bridge and a second configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from appkit_runtime.request_context import REQUEST_ID
+from appkit_runtime.settings import Settings
+
+HANDLER_NAME = "appkit"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# uvicorn's own loggers; their lines go through the root handler instead of uvicorn's.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn's access line shows the raw path and query; the runtime's access line replaces it.
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id (or `missing` outside a request) on every record."""
+
+    def __init__(self, missing: str | None) -> None:
+        super().__init__()
+        self.missing = missing
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get() or self.missing
+        return True
+
+
+def log_formatter(style: str) -> logging.Formatter:
+    """JSON lines (`time`, `level`, `logger`, `message`, `request_id`, extras) or text."""
+    if style == "json":
+        return JsonFormatter(
+            "{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Install (or replace) the runtime's handler and route uvicorn's loggers through it.
+
+    Under `APPKIT_ENV=test` nothing changes unless `APPKIT_LOG_FORMAT` is set, so pytest's
+    own log capture stays in charge of the test process.
+    """
+    if settings.env == "test" and settings.log_format is None:
+        return
+    style = settings.log_style
+    # JSON lines go to stdout, where collectors read a container's events; text stays on
+    # stderr, where Python and uvicorn write a developer's console logs.
+    handler = logging.StreamHandler(sys.stdout if style == "json" else sys.stderr)
+    handler.set_name(HANDLER_NAME)
+    handler.addFilter(RequestIdFilter(None if style == "json" else "-"))
+    handler.setFormatter(log_formatter(style))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    uvicorn_access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False

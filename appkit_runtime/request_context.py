@@ -1,0 +1,30 @@
+"""The request id of the request being served, in a context variable.
+
+A context variable follows the request into every coroutine it awaits and into the threads
+`anyio.to_thread` runs (it copies the context), so each log line and the key authority's call
+can name the request without anything being passed along.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from uuid import uuid4
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's id is kept only when it is short and plain: it goes into logs and headers as is.
+_ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("appkit_request_id", default=None)
+
+
+def request_id_for(given: str | None) -> str:
+    """The caller's id when it is 1-128 characters of `[A-Za-z0-9._:-]`, else a new one."""
+    if given is not None and _ACCEPTED.fullmatch(given):
+        return given
+    return uuid4().hex
+
+
+def current_request_id() -> str | None:
+    """The id of the request this code runs for, or None outside a request."""
+    return REQUEST_ID.get()

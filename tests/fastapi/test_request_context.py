@@ -1,0 +1,209 @@
+"""Request ids, JSON log lines and the access line, in process through the app factory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+
+from appkit_runtime.fastapi import protected
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+from appkit_runtime.log_config import HANDLER_NAME
+from appkit_runtime.request_context import request_id_for
+from tests.auth.authority_server import AuthService
+from tests.fastapi.test_fastapi import client_for
+
+ACCESS_FIELDS = {
+    "time",
+    "level",
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "org_id",
+    "project_id",
+    "key_id",
+    "ratelimit",
+    "ratelimit_remaining",
+}
+handler_logger = logging.getLogger("tests.handler")
+
+
+@pytest.fixture(autouse=True)
+def sqlite_database(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+
+
+@pytest.fixture
+def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`APPKIT_LOG_FORMAT=json` for the app made in the test; the root logger put back after."""
+    monkeypatch.setenv("APPKIT_LOG_FORMAT", "json")
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    for handler in root.handlers:
+        if handler.get_name() == HANDLER_NAME:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    assert [h for h in root.handlers if h not in handlers] == []
+
+
+def limited_app(**chain: object) -> FastAPI:
+    app = get_fastapi_app("request-context-test")
+
+    @app.get("/items/{item_id}", dependencies=protected(max_requests=2, expiry=60, **chain))
+    async def read_item(item_id: int) -> dict[str, int]:
+        handler_logger.warning("reading item %d", item_id)
+        return {"id": item_id}
+
+    return app
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def access_lines(text: str) -> list[dict[str, object]]:
+    return [line for line in json_lines(text) if line["logger"] == "appkit_runtime.access"]
+
+
+@pytest.mark.parametrize(
+    "given", ["", "x" * 129, "has space", "semi;colon", "caf\u00e9", "new\nline"]
+)
+def test_an_unacceptable_request_id_is_replaced(given: str) -> None:
+    made = request_id_for(given)
+    assert made != given
+    assert len(made) == 32 and made.isalnum()
+
+
+@pytest.mark.parametrize("given", ["a", "x" * 128, "req-1.2_3:4", "ABC-def"])
+def test_an_acceptable_request_id_is_kept(given: str) -> None:
+    assert request_id_for(given) == given
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_every_line_and_the_access_line_carry_the_request_id(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = api_key("acme", "orders", key_id="k-1")
+    async with client_for(limited_app()) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        echoed = await client.get("/items/7", headers={**auth, "X-Request-ID": "caller-1"})
+        replaced = await client.get("/items/8", headers={**auth, "X-Request-ID": "bad id"})
+        limited = await client.get("/items/9", headers=auth)
+        refused = await client.get("/items/9")
+        health = await client.get("/healthz")
+
+    assert echoed.status_code == 200 and echoed.headers["x-request-id"] == "caller-1"
+    new_id = replaced.headers["x-request-id"]
+    assert replaced.status_code == 200 and new_id not in ("bad id", "caller-1")
+    assert limited.status_code == 429 and limited.headers["x-request-id"]
+    assert refused.status_code == 401 and refused.headers["x-request-id"]
+    assert health.headers["x-request-id"]
+    lines = json_lines(capsys.readouterr().out)
+    handler_lines = [line for line in lines if line["logger"] == "tests.handler"]
+    assert [(h["message"], h["request_id"]) for h in handler_lines] == [
+        ("reading item 7", "caller-1"),
+        ("reading item 8", new_id),
+    ]
+    access = access_lines("\n".join(json.dumps(line) for line in lines))
+    # One line per request, none for the health probe.
+    assert len(access) == 4
+    for line in access:
+        assert ACCESS_FIELDS <= line.keys(), line
+        assert line["level"] == "INFO" and line["method"] == "GET"
+        assert isinstance(line["duration_ms"], float)
+    first, second, third, fourth = access
+    assert first["request_id"] == "caller-1" and second["request_id"] == new_id
+    assert {k: first[k] for k in ("route", "status", "org_id", "project_id", "key_id")} == {
+        "route": "/items/{item_id}",
+        "status": 200,
+        "org_id": "acme",
+        "project_id": "orders",
+        "key_id": "k-1",
+    }
+    assert (first["ratelimit"], first["ratelimit_remaining"]) == ("allowed", 1)
+    assert (second["ratelimit"], second["ratelimit_remaining"]) == ("allowed", 0)
+    assert (third["status"], third["ratelimit"], third["ratelimit_remaining"]) == (
+        429,
+        "limited",
+        0,
+    )
+    assert (fourth["status"], fourth["org_id"], fourth["ratelimit"]) == (401, None, None)
+    assert fourth["request_id"] == refused.headers["x-request-id"]
+    assert key not in "\n".join(json.dumps(line) for line in lines)
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_monitor_mode_logs_would_limit(api_key, capsys: pytest.CaptureFixture[str]) -> None:
+    key = api_key("acme", "monitor")
+    async with client_for(limited_app(mode="monitor")) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        statuses = [(await client.get("/items/1", headers=auth)).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
+    decisions = [line["ratelimit"] for line in access_lines(capsys.readouterr().out)]
+    assert decisions == ["allowed", "allowed", "would_limit"]
+
+
+@pytest.mark.usefixtures("json_logs")
+async def test_redis_down_logs_fail_open(
+    api_key, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APPKIT_REDIS_URL", "redis://127.0.0.1:1/0")
+    key = api_key("acme", "outage")
+    async with client_for(limited_app()) as client:
+        answer = await client.get("/items/1", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 200
+    (line,) = access_lines(capsys.readouterr().out)
+    assert (line["ratelimit"], line["ratelimit_remaining"]) == ("fail_open", None)
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_access_log_false_writes_no_access_line(
+    api_key, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APPKIT_ACCESS_LOG", "false")
+    key = api_key("acme", "quiet")
+    async with client_for(limited_app()) as client:
+        answer = await client.get("/items/1", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 200 and answer.headers["x-request-id"]
+    lines = json_lines(capsys.readouterr().out)
+    assert [line["message"] for line in lines if line["logger"] == "tests.handler"] == [
+        "reading item 1"
+    ]
+    assert access_lines(capsys.readouterr().out) == []
+    assert not [line for line in lines if line["logger"] == "appkit_runtime.access"]
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_text_format_under_test_env_leaves_logging_alone() -> None:
+    before = list(logging.getLogger().handlers)
+    get_fastapi_app("untouched")
+    assert logging.getLogger().handlers == before
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_the_http_authority_gets_the_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    authority = AuthService()
+    authority.answers["live-key-rid"] = (200, {"org_id": "acme", "project_id": "rid"})
+    monkeypatch.setenv("APPKIT_AUTH_BACKEND", "http")
+    monkeypatch.setenv("APPKIT_AUTH_URL", authority.url)
+    try:
+        async with client_for(limited_app()) as client:
+            answer = await client.get(
+                "/items/1",
+                headers={"Authorization": "Bearer live-key-rid", "X-Request-ID": "rid-42"},
+            )
+    finally:
+        authority.stop()
+
+    assert answer.status_code == 200
+    (received,) = authority.received
+    assert received["headers"]["X-Request-ID"] == "rid-42"

@@ -2,8 +2,9 @@
 
 A pure ASGI middleware (not `BaseHTTPMiddleware`, whose task and stream per request cost a
 bare endpoint much of its throughput): it sets the request id before the app runs, adds the
-`X-Request-ID` header to the response start, and when the app returns writes one access line
-from what the protected chain left on the request's state (token, rate-limit decision).
+`X-Request-ID` header (and the server span's attributes) at the response start, and when the
+app returns writes one access line from what the protected chain left on the request's state
+(token, rate-limit decision).
 """
 
 from __future__ import annotations
@@ -63,32 +64,39 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
+                if self.span_attributes is not None:
+                    # Now: the instrumentation ends the server span with the last body part.
+                    self._tag_span(scope["state"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             try:
-                self._report(scope, status, time.perf_counter() - started)
+                self._report(scope, request_id, status, time.perf_counter() - started)
             finally:
                 REQUEST_ID.reset(token)
 
-    def _report(self, scope: Scope, status: int, seconds: float) -> None:
-        """The access line and the span attributes, from the state the chain left."""
+    def _tag_span(self, state: dict[str, Any]) -> None:
+        """The server span's project and rate-limit attributes, from the chain's state."""
+        project_token = state.get("project_token")
+        decision, remaining = state.get(DECISION_STATE, (None, None))
+        self.span_attributes(  # type: ignore[misc]
+            {
+                "appkit.org_id": getattr(project_token, "org_id", None),
+                "appkit.project_id": getattr(project_token, "project_id", None),
+                "appkit.ratelimit.decision": decision,
+                "appkit.ratelimit.remaining": remaining,
+            }
+        )
+
+    def _report(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
+        """The access line, from the state the chain left."""
+        if not self.access_log or not _access.isEnabledFor(logging.INFO):
+            return
         state = scope["state"]
         project_token = state.get("project_token")
         decision, remaining = state.get(DECISION_STATE, (None, None))
-        if self.span_attributes is not None:
-            self.span_attributes(
-                {
-                    "appkit.org_id": getattr(project_token, "org_id", None),
-                    "appkit.project_id": getattr(project_token, "project_id", None),
-                    "appkit.ratelimit.decision": decision,
-                    "appkit.ratelimit.remaining": remaining,
-                }
-            )
-        if not self.access_log or not _access.isEnabledFor(logging.INFO):
-            return
         route = scope.get("route")
         if route is not None and HEALTH_ROUTES.get(route.path) is route:
             return  # probes and scrapes every few seconds would drown the log
@@ -97,28 +105,18 @@ class RequestContextMiddleware:
             org_id, project_id = project_token.org_id, project_token.project_id
             key_id = project_token.key_id
         route_path = getattr(route, "path", UNMATCHED) if route is not None else UNMATCHED
-        method = scope["method"]
-        duration_ms = round(seconds * 1000, 2)
-        _access.info(
-            _ACCESS_MESSAGE,
-            method,
-            route_path,
-            status,
-            duration_ms,
-            org_id,
-            project_id,
-            key_id,
-            decision,
-            remaining,
-            extra={
-                "method": method,
-                "route": route_path,
-                "status": status,
-                "duration_ms": duration_ms,
-                "org_id": org_id,
-                "project_id": project_id,
-                "key_id": key_id,
-                "ratelimit": decision,
-                "ratelimit_remaining": remaining,
-            },
-        )
+        fields = {
+            "method": scope["method"],
+            "route": route_path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "org_id": org_id,
+            "project_id": project_id,
+            "key_id": key_id,
+            "ratelimit": decision,
+            "ratelimit_remaining": remaining,
+        }
+        # The message shows the same fields, in this order, with `-` for those not known.
+        shown = ["-" if value is None else value for value in fields.values()]
+        fields["request_id"] = request_id  # also where no RequestIdFilter runs (pytest)
+        _access.info(_ACCESS_MESSAGE, *shown, extra=fields)

@@ -27,6 +27,9 @@ class Server:
     uvicorn_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # Where the server's stdout and stderr go (a file, as a container's log pipe); inherited
+    # when None.
+    output: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -37,6 +40,7 @@ class Server:
         self._cwd = tempfile.TemporaryDirectory(prefix=f"appkit-bench-{self.name}-")
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         env = {k: v for k, v in env.items() if not k.startswith("APPKIT_") or k in self.env}
+        log = self.output.open("ab") if self.output is not None else None
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -56,7 +60,11 @@ class Server:
             ],
             cwd=self._cwd.name,
             env=env,
+            stdout=log,
+            stderr=log,
         )
+        if log is not None:
+            log.close()  # the child holds its own descriptor
 
     def wait_ready(self, path: str, headers: dict[str, str], timeout: float = 30.0) -> None:
         """Block until `path` answers 200; exit with the variant's name when it never does."""

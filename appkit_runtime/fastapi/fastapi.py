@@ -50,7 +50,7 @@ def get_fastapi_app(
     app.add_middleware(
         RequestContextMiddleware,
         access_log=settings.access_log,
-        span_attributes=instrument_tracing(app, settings.service_name),
+        server_spans=instrument_tracing(settings.service_name),
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(ConnectionError, _unavailable)

@@ -2,17 +2,16 @@
 
 A pure ASGI middleware (not `BaseHTTPMiddleware`, whose task and stream per request cost a
 bare endpoint much of its throughput): it sets the request id before the app runs, adds the
-`X-Request-ID` header (and the server span's attributes) at the response start, and when the
-app returns writes one access line from what the protected chain left on the request's state
-(token, rate-limit decision).
+`X-Request-ID` header at the response start, and when the app returns writes one access line
+from what the protected chain left on the request's state (token, rate-limit decision). With
+tracing on, the request runs inside its server span (`server_spans`), tagged the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,74 +20,75 @@ from appkit_runtime.fastapi.request_metrics import UNMATCHED
 from appkit_runtime.ratelimit.decision import DECISION_STATE
 from appkit_runtime.request_context import REQUEST_ID, request_id_for
 
+if TYPE_CHECKING:
+    from appkit_runtime.fastapi.server_spans import ServerSpans
+
 ACCESS_LOGGER = "appkit_runtime.access"
 _HEADER = b"x-request-id"
+# The W3C trace-context headers a caller's span travels in (read only when tracing is on).
+_PROPAGATION_HEADERS = (b"traceparent", b"tracestate")
 _access = logging.getLogger(ACCESS_LOGGER)
 # The text format shows the fields in the message; the JSON format has them as keys too.
 _ACCESS_MESSAGE = "%s %s %s %.1fms org=%s project=%s key=%s ratelimit=%s remaining=%s"
 
-# Sets the server span's attributes from the request's outcome; installed by `tracing`.
-SpanAttributes = Callable[[dict[str, Any]], None]
-
 
 class RequestContextMiddleware:
-    """Give each HTTP request an id (the caller's if acceptable), echo it, log the outcome."""
+    """Give each HTTP request an id (the caller's if acceptable), echo it, log the outcome,
+    and, when tracing is on, run it inside its server span."""
 
     def __init__(
-        self, app: ASGIApp, *, access_log: bool, span_attributes: SpanAttributes | None = None
+        self, app: ASGIApp, *, access_log: bool, server_spans: ServerSpans | None = None
     ) -> None:
         self.app = app
         self.access_log = access_log
-        self.span_attributes = span_attributes
+        self.server_spans = server_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = None
+        spans = self.server_spans
+        given = carrier = None
         for name, value in scope["headers"]:
             if name == _HEADER:
                 given = value.decode("latin-1")
-                break
+            elif spans is not None and name in _PROPAGATION_HEADERS:
+                carrier = carrier or {}
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
         request_id = request_id_for(given)
         # Each request its own state (uvicorn copies the lifespan state; not every server
         # does), so what the chain leaves there is this request's alone.
         scope["state"] = dict(scope.get("state") or ())
         header = (_HEADER, request_id.encode("latin-1"))
         token = REQUEST_ID.set(request_id)
+        span = span_token = None
+        if spans is not None and scope["path"] not in HEALTH_ROUTES:
+            span, span_token = spans.open(scope, carrier)
         started = time.perf_counter()
         status = 500
+        error: BaseException | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
-                if self.span_attributes is not None:
-                    # Now: the instrumentation ends the server span with the last body part.
-                    self._tag_span(scope["state"])
+                if span is not None:
+                    spans.tag(span, scope, status)  # type: ignore[union-attr]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except BaseException as escaped:
+            error = escaped
+            raise
         finally:
             try:
                 self._report(scope, request_id, status, time.perf_counter() - started)
             finally:
+                if span is not None:
+                    spans.close(span, span_token, error)  # type: ignore[union-attr]
                 REQUEST_ID.reset(token)
-
-    def _tag_span(self, state: dict[str, Any]) -> None:
-        """The server span's project and rate-limit attributes, from the chain's state."""
-        project_token = state.get("project_token")
-        decision, remaining = state.get(DECISION_STATE, (None, None))
-        self.span_attributes(  # type: ignore[misc]
-            {
-                "appkit.org_id": getattr(project_token, "org_id", None),
-                "appkit.project_id": getattr(project_token, "project_id", None),
-                "appkit.ratelimit.decision": decision,
-                "appkit.ratelimit.remaining": remaining,
-            }
-        )
 
     def _report(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
         """The access line, from the state the chain left."""

@@ -2,33 +2,29 @@
 
 One tracer provider per process, exporting through a `BatchSpanProcessor`: spans are queued
 in memory and sent by a background thread, so a collector that is down or hangs costs a
-request nothing (a full queue drops spans, never waits). The server span of each request gets
-the project and the rate-limit decision from `RequestContextMiddleware`.
+request nothing (a full queue drops spans, never waits). `RequestContextMiddleware` opens each
+request's server span (`server_spans`) and tags it with the project and the rate-limit
+decision; the runtime's own calls (key authority, Redis) are its children (`tracing`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-
-from appkit_runtime.fastapi.request_context import SpanAttributes
 from appkit_runtime.tracing import tracing_requested, use_tracer
 
-logger = logging.getLogger("appkit_runtime")
+if TYPE_CHECKING:
+    from appkit_runtime.fastapi.server_spans import ServerSpans
 
-# Routes that orchestrators and Prometheus call every few seconds are not traced.
-EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
-# Never written into a span even when the service asks to capture request headers.
-SECRET_HEADERS = ["authorization", "x-api-key", "cookie", "proxy-authorization"]
+logger = logging.getLogger("appkit_runtime")
 
 _provider: Any = None
 
 
-def instrument_tracing(app: FastAPI, service_name: str) -> SpanAttributes | None:
-    """Trace `app` when the OTEL variables ask; return the server-span attribute setter.
+def instrument_tracing(service_name: str) -> ServerSpans | None:
+    """The server-span hooks when the OTEL variables ask for traces, else None.
 
     None (and nothing imported) when they do not ask, or when the `otel` extra is missing
     (one warning: a platform may set the variables for every service it runs).
@@ -36,37 +32,24 @@ def instrument_tracing(app: FastAPI, service_name: str) -> SpanAttributes | None
     if not tracing_requested():
         return None
     try:
-        from opentelemetry import trace
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from appkit_runtime.fastapi.server_spans import ServerSpans
+
+        provider = _tracer_provider(service_name)
     except ImportError:
         logger.warning(
             "OTEL variables are set but the otel extra is not installed, so no traces: "
             "pip install 'appkit-runtime[otel]'"
         )
         return None
-    provider = _tracer_provider(service_name)
-    use_tracer(provider.get_tracer("appkit_runtime"))
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        excluded_urls=EXCLUDED_URLS,
-        exclude_spans=["receive", "send"],
-        http_capture_headers_sanitize_fields=SECRET_HEADERS,
-    )
-
-    def set_server_attributes(attributes: dict[str, Any]) -> None:
-        server_span = trace.get_current_span()
-        if server_span.is_recording():
-            server_span.set_attributes({k: v for k, v in attributes.items() if v is not None})
-
-    return set_server_attributes
+    tracer = provider.get_tracer("appkit_runtime")
+    use_tracer(tracer)
+    return ServerSpans(tracer)
 
 
 def _tracer_provider(service_name: str) -> Any:
     """The process's provider (made once): `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`."""
     global _provider
     if _provider is None:
-        from opentelemetry import trace
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -74,7 +57,8 @@ def _tracer_provider(service_name: str) -> Any:
         name = os.environ.get("OTEL_SERVICE_NAME") or service_name
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
         provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
-        trace.set_tracer_provider(provider)
+        # Not made the global provider: FastAPI's own telemetry (0.16x) and other
+        # instrumentations would then trace every request a second time, several spans each.
         _provider = provider
     return _provider
 

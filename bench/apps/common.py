@@ -38,4 +38,6 @@ def appkit_environment(redis: str) -> dict[str, str]:
         "APPKIT_REDIS_PREFIX": "bench",
         "APPKIT_AUTH_BACKEND": "static",
         "APPKIT_API_KEYS": json.dumps([key]),
+        # Like the other variants (uvicorn runs with --no-access-log): no access line.
+        "APPKIT_ACCESS_LOG": "false",
     }

@@ -294,8 +294,13 @@ def test_traces_reach_an_otlp_receiver_with_the_chain_and_no_key(
         OTEL_BSP_SCHEDULE_DELAY="100",
     )
     served = Served(service_venv, observed_service, env)
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     try:
         answers = every_answer(served)
+        # A caller's W3C trace context makes the server span its child.
+        continued = served.get(
+            "/probe/6", GOOD_KEY, traceparent=f"00-{caller_trace}-{caller_span}-01"
+        )
         time.sleep(1.0)  # one usage flush (every 0.5 s) has run
     finally:
         stdout, stderr = served.stop()  # the provider's exit flush sends what is left
@@ -308,7 +313,15 @@ def test_traces_reach_an_otlp_receiver_with_the_chain_and_no_key(
     service_names = [a.value.string_value for a in resource.attributes if a.key == "service.name"]
     assert service_names == ["svc-observed"]
     servers = [s for _, s in spans if s.kind == s.SPAN_KIND_SERVER]
-    assert [s.name for s in servers] == ["GET /probe/{n}"] * 4 + ["GET /scoped", "GET /probe/{n}"]
+    assert [s.name for s in servers] == (
+        ["GET /probe/{n}"] * 4 + ["GET /scoped"] + ["GET /probe/{n}"] * 2
+    )
+    assert continued.status_code == 429
+    assert (servers[-1].trace_id.hex(), servers[-1].parent_span_id.hex()) == (
+        caller_trace,
+        caller_span,
+    )
+    assert servers[0].trace_id.hex() != caller_trace and not servers[0].parent_span_id
     first = servers[0]
     assert {k: v for k, v in attributes(first).items() if k.startswith("appkit.")} == {
         "appkit.org_id": "acme",

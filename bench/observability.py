@@ -1,0 +1,172 @@
+"""What logs and traces cost the protected endpoint: JSON access lines, OpenTelemetry spans.
+
+Run from the repository root: `python -m bench.observability` (`--help` for the flags). The
+`protected` app runs in one uvicorn process per variant on one Redis the bench starts, its
+output going to a file (as a container's log pipe); rounds are interleaved and each ratio is
+the median of its per-round ratios to `quiet`. Beside req/s it reads each server's CPU time
+(`/proc/<pid>/stat`) per request answered: on a machine shared with other work, throughput
+swings with the neighbours while CPU per request barely moves, and a one-worker server at
+saturation keeps `cpu(quiet) / cpu(variant)` of its throughput.
+
+| variant | what differs |
+| --- | --- |
+| `quiet` | JSON log format, no access line: the baseline |
+| `json-access` | one JSON access line per request |
+| `traced` | no access line; OpenTelemetry on, exporting to a receiver that answers 200 |
+| `traced-json` | both |
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from bench._load import LoadResult, run_python, run_wrk, wrk_path, wrk_version
+from bench._redis_server import BenchRedis
+from bench._report import machine_lines
+from bench._servers import Server
+from bench.apps.common import API_KEY, URL_PATH, appkit_environment
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+APP = "bench.apps.protected:app"
+WARMUP_REQUESTS = 1_000
+# Issue 18's floors: throughput kept with the feature on, as a share of `quiet`'s.
+FLOORS = {"json-access": 0.9, "traced": 0.7}
+
+
+class Receiver(ThreadingHTTPServer):
+    """An OTLP/HTTP collector stand-in: reads each export, answers 200, counts the bytes."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Answer)
+        self.received_bytes = 0
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Answer(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        self.server.received_bytes += len(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def variant_env(name: str, redis_url: str, collector: str) -> dict[str, str]:
+    env = appkit_environment(redis_url) | {"APPKIT_LOG_FORMAT": "json"}
+    env["APPKIT_ACCESS_LOG"] = "true" if name in ("json-access", "traced-json") else "false"
+    if name.startswith("traced"):
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.observability", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+    wrk = wrk_path()
+    tool = f"{wrk_version(wrk)} -t1 -c{args.connections}" if wrk else "bench's Python client"
+    print("\n".join(machine_lines(tool, "uvicorn, 1 worker, output to a file")), flush=True)
+
+    def load(url: str) -> LoadResult:
+        if wrk is not None:
+            return run_wrk(wrk, url, HEADERS, args.seconds, args.connections)
+        return run_python(url, HEADERS, seconds=args.seconds, connections=args.connections)
+
+    names = ["quiet", "json-access", "traced", "traced-json"]
+    rounds: dict[str, list[LoadResult]] = {name: [] for name in names}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in names}
+    receiver = Receiver()
+    logs = Path(tempfile.mkdtemp(prefix="appkit-bench-logs-"))
+    with BenchRedis() as redis_server:
+        servers = {
+            name: Server(
+                name,
+                APP,
+                env=variant_env(name, redis_server.url, receiver.endpoint),
+                output=logs / f"{name}.log",
+            )
+            for name in names
+        }
+        try:
+            for server in servers.values():
+                server.start()
+            for server in servers.values():
+                server.wait_ready(URL_PATH, HEADERS)
+                run_python(
+                    server.base_url + URL_PATH, HEADERS, count=WARMUP_REQUESTS, connections=8
+                )
+            for number in range(1, args.rounds + 1):
+                for name, server in servers.items():
+                    assert server.process is not None
+                    before = cpu_seconds(server.process.pid)
+                    result = load(server.base_url + URL_PATH)
+                    spent = cpu_seconds(server.process.pid) - before
+                    rounds[name].append(result)
+                    cpu_ms[name].append(spent * 1000 / max(1, result.requests))
+                    print(
+                        f"round {number} {name:>12}: {result.rps:8,.0f} req/s  "
+                        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                        f"cpu {cpu_ms[name][-1] * 1000:6.1f} us/req  errors {result.errors}",
+                        flush=True,
+                    )
+        finally:
+            for server in servers.values():
+                server.stop()
+            receiver.shutdown()
+
+    print()
+    print("| variant | req/s | p99 ms | req/s ratio to quiet | CPU µs/request | CPU ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    ratios, cpu_ratios = {}, {}
+    for name in names:
+        ratios[name] = statistics.median(
+            run.rps / base.rps for run, base in zip(rounds[name], rounds["quiet"], strict=True)
+        )
+        cpu_ratios[name] = statistics.median(
+            base / run for run, base in zip(cpu_ms[name], cpu_ms["quiet"], strict=True)
+        )
+        rps = statistics.median(r.rps for r in rounds[name])
+        p99 = statistics.median(r.p99_ms for r in rounds[name])
+        cpu = statistics.median(cpu_ms[name]) * 1000
+        print(
+            f"| {name} | {rps:,.0f} | {p99:.2f} | {ratios[name]:.3f} | {cpu:.0f} "
+            f"| {cpu_ratios[name]:.3f} |"
+        )
+    print()
+    for name, floor in FLOORS.items():
+        for label, found in (("req/s", ratios[name]), ("CPU", cpu_ratios[name])):
+            verdict = "PASS" if found >= floor else "FAIL"
+            print(f"- {name} / quiet, {label}: {found:.3f} (goal >= {floor}) {verdict}")
+    json_lines = sum(1 for _ in (logs / "json-access.log").open())
+    print(f"- json-access wrote {json_lines:,} lines; the receiver got {receiver.received_bytes:,}")
+    print(f"  bytes of spans; load average at end: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

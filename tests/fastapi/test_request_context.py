@@ -44,11 +44,15 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("APPKIT_LOG_FORMAT", "json")
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    flags = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {flag: getattr(logging, flag) for flag in flags}
     yield
     for handler in root.handlers:
         if handler.get_name() == HANDLER_NAME:
             root.removeHandler(handler)
     root.setLevel(level)
+    for flag, value in saved.items():
+        setattr(logging, flag, value)
     assert [h for h in root.handlers if h not in handlers] == []
 
 

@@ -49,6 +49,11 @@ def log_formatter(style: str) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT)
 
 
+def logs_json(settings: Settings) -> bool:
+    """Whether `configure_logging` makes the runtime's handler write JSON lines."""
+    return settings.log_style == "json"
+
+
 def configure_logging(settings: Settings) -> None:
     """Install (or replace) the runtime's handler and route uvicorn's loggers through it.
 

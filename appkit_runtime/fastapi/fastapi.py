@@ -17,7 +17,7 @@ from appkit_runtime.fastapi.openapi import rate_limit_openapi
 from appkit_runtime.fastapi.request_context import RequestContextMiddleware
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
 from appkit_runtime.fastapi.tracing import instrument_tracing
-from appkit_runtime.log_config import configure_logging
+from appkit_runtime.log_config import configure_logging, logs_json
 from appkit_runtime.settings import use_service_name
 
 logger = logging.getLogger("appkit_runtime")
@@ -50,6 +50,7 @@ def get_fastapi_app(
     app.add_middleware(
         RequestContextMiddleware,
         access_log=settings.access_log,
+        json_lines=logs_json(settings),
         server_spans=instrument_tracing(settings.service_name),
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)

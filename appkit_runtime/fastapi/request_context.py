@@ -37,10 +37,16 @@ class RequestContextMiddleware:
     and, when tracing is on, run it inside its server span."""
 
     def __init__(
-        self, app: ASGIApp, *, access_log: bool, server_spans: ServerSpans | None = None
+        self,
+        app: ASGIApp,
+        *,
+        access_log: bool,
+        json_lines: bool = False,
+        server_spans: ServerSpans | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
+        self.json_lines = json_lines
         self.server_spans = server_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,6 +122,12 @@ class RequestContextMiddleware:
             "ratelimit": decision,
             "ratelimit_remaining": remaining,
         }
+        if self.json_lines:
+            # A dict message is python-json-logger's cheapest path (a third less than
+            # `extra`): its keys become the line's, with no %-formatting.
+            fields["message"] = f"{fields['method']} {route_path} {status}"
+            _access.info(fields)
+            return
         # The message shows the same fields, in this order, with `-` for those not known.
         shown = ["-" if value is None else value for value in fields.values()]
         fields["request_id"] = request_id  # also where no RequestIdFilter runs (pytest)

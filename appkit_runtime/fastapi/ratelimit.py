@@ -26,7 +26,7 @@ from appkit_runtime.ratelimit import (
     set_rate_limit_override,
 )
 from appkit_runtime.ratelimit.client_address import client_address, warn_if_server_rewrote
-from appkit_runtime.ratelimit.decision import DECISION_STATE
+from appkit_runtime.ratelimit.decision import DECISION_STATE, Decision
 from appkit_runtime.ratelimit.failure import (
     UNAVAILABLE_DETAIL,
     UNAVAILABLE_RETRY_AFTER,
@@ -214,7 +214,7 @@ def _answer(
     if refuses(result, mode, route):
         setattr(request.state, DECISION_STATE, ("limited", 0))
         raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
-    decision = "would_limit" if result.is_over_limit else "allowed"
+    decision: Decision = "would_limit" if result.is_over_limit else "allowed"
     setattr(request.state, DECISION_STATE, (decision, result.remaining))
     if style != "off" and response is not None:
         if response.raw_headers:

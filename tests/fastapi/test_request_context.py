@@ -13,6 +13,7 @@ from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.log_config import HANDLER_NAME
 from appkit_runtime.request_context import request_id_for
+from appkit_runtime.settings import load_settings
 from tests.auth.authority_server import AuthService
 from tests.fastapi.test_fastapi import client_for
 
@@ -211,3 +212,28 @@ async def test_the_http_authority_gets_the_request_id(monkeypatch: pytest.Monkey
     assert answer.status_code == 200
     (received,) = authority.received
     assert received["headers"]["X-Request-ID"] == "rid-42"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("APPKIT_LOG_FORMAT", "xml"), ("APPKIT_LOG_LEVEL", "LOUD"), ("APPKIT_ACCESS_LOG", "maybe")],
+)
+def test_a_bad_log_setting_stops_start_up_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        get_fastapi_app("bad-logs")
+    message = str(stopped.value)
+    assert message.startswith(f"appkit: {variable}: ") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("env", "given", "style"),
+    [("production", None, "json"), ("development", None, "text"), ("production", "Text", "text")],
+)
+def test_the_log_format_defaults_to_json_in_production(
+    env: str, given: str | None, style: str
+) -> None:
+    overrides = {"log_format": given} if given else {}
+    assert load_settings(env=env, redis_url="redis://127.0.0.1:1/0", **overrides).log_style == style

@@ -20,13 +20,14 @@ def token(project: str) -> dict[str, object]:
 
 
 def http_authority_service(
-    start_service: ServiceFactory, authority: KeyAuthority, timeout: str
+    start_service: ServiceFactory, authority: KeyAuthority, timeout: str, **env: str
 ) -> ServiceProcess:
     return start_service(
         APPKIT_AUTH_BACKEND="http",
         APPKIT_AUTH_URL=authority.url,
         APPKIT_AUTH_TIMEOUT=timeout,
         APPKIT_AUTH_CACHE_TTL="300",
+        **env,
     )
 
 
@@ -78,7 +79,10 @@ async def test_a_hanging_authority_does_not_starve_other_endpoints(
 ) -> None:
     cached = new_key()
     key_authority.tokens[cached] = token("cached")
-    service = http_authority_service(start_service, key_authority, timeout="2")
+    # A bound on authority calls above the pool's size, so that every call below is let through.
+    service = http_authority_service(
+        start_service, key_authority, timeout="2", APPKIT_AUTH_MAX_CONCURRENT="64"
+    )
     assert (await get(service, "/items/1", cached)).status == 200
     key_authority.mode = "slow"
 

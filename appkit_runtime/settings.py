@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     ratelimit_mode: Literal["enforce", "monitor"] = "enforce"
     metrics_flush_seconds: float = Field(default=5.0, gt=0)
     usage_days_kept: int = Field(default=400, ge=0)
+    usage_stream: bool = False
+    usage_stream_shards: int = Field(default=1, ge=1, le=1024)
+    usage_stream_maxlen: int = Field(default=1_000_000, ge=0)
     gc_freeze: bool | None = None
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     log_format: Literal["json", "text"] | None = None

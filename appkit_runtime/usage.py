@@ -7,7 +7,9 @@ is checked and stored in the project's slot), so a flush whose outcome is unknow
 as is and never counted twice. Usage is kept as an all-time hash and one hash per UTC day,
 both keyed `{product}|{kind}`; the day is the one the job was counted in, not flushed in. A
 day's hash expires `APPKIT_USAGE_DAYS_KEPT` days after the day ends, so Redis holds a bounded
-number of them per project.
+number of them per project. With `APPKIT_USAGE_STREAM=true` each project's batch is also
+appended to the usage stream (`usage_stream`) in the same pipeline, for the billing drain
+worker; a batch is confirmed only once both are stored, so the stream gets it at least once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ from appkit_runtime.keys import project_key
 from appkit_runtime.settings import get_async_redis_instance, get_redis_instance, get_settings
 from appkit_runtime.tokens import ProjectToken
 from appkit_runtime.tracing import traced
+from appkit_runtime.usage_stream import (
+    USAGE_STREAM_ADD_LUA,
+    USAGE_STREAM_ADD_SHA,
+    Cell,
+    UsageEntry,
+    entry_fields,
+    shard_of,
+    stream_key,
+)
 
 logger = logging.getLogger("appkit_runtime.usage")
 
@@ -49,6 +60,9 @@ FLUSH_ERRORS = (RedisError, OSError, TimeoutError)
 
 USAGE_FLUSH_LUA = files("appkit_runtime").joinpath("lua", "usage_flush.lua").read_text("utf-8")
 USAGE_FLUSH_SHA = hashlib.sha1(USAGE_FLUSH_LUA.encode(), usedforsecurity=False).hexdigest()
+_SCRIPTS = {USAGE_FLUSH_SHA: USAGE_FLUSH_LUA, USAGE_STREAM_ADD_SHA: USAGE_STREAM_ADD_LUA}
+# At most one "trimmed unread" warning per this many seconds.
+TRIM_WARNING_SECONDS = 60.0
 
 JOBS_COUNTED = Counter(
     "appkit_jobs", "Jobs counted for usage, by route template", ["service", "route", "method"]
@@ -58,9 +72,16 @@ USAGE_FLUSH_FAILURES = Counter(
     "Usage flushes that failed; their counts are retried",
     ["service"],
 )
+USAGE_STREAM_TRIMMED = Counter(
+    "appkit_usage_stream_trimmed_unread",
+    "Appends to the usage stream whose MAXLEN cap removed entries no consumer group had "
+    "acknowledged",
+    ["service"],
+)
 
 _Project = tuple[str, str]
 _Cell = tuple[str, str, int]  # product, kind, epoch day
+_Call = tuple[str, list[str], list[Any]]  # script SHA, keys, arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +154,7 @@ def _fresh_counts_in_child() -> None:
 os.register_at_fork(after_in_child=_fresh_counts_in_child)
 _job_children: dict[tuple[str, str, str], Any] = {}
 _failing = False
+_trim_warned_at = -TRIM_WARNING_SECONDS
 
 
 def count_job(
@@ -159,16 +181,18 @@ async def flush_usage(redis: Any = None) -> bool:
         if not batches:
             return True
         client = redis if redis is not None else get_async_redis_instance("metrics")
-        calls = _script_calls(batches)
+        per_batch = _script_calls(batches)
+        calls = [call for batch_calls in per_batch for call in batch_calls]
         try:
             async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
                 results = await _send(client, calls)
                 if any(isinstance(result, NoScriptError) for result in results):
-                    await client.script_load(USAGE_FLUSH_LUA)
+                    for sha in {sha for sha, _, _ in calls}:
+                        await client.script_load(_SCRIPTS[sha])
                     results = await _send(client, calls)
         except FLUSH_ERRORS as error:
             return _failed(error)
-        ok = _settle(batches, results)
+        ok = _settle(batches, per_batch, results)
         if not ok or not held_back:
             return ok
     return True
@@ -181,61 +205,69 @@ def flush_usage_sync(redis: Any = None) -> bool:
         if not batches:
             return True
         client = redis if redis is not None else get_redis_instance("metrics")
-        calls = _script_calls(batches)
+        per_batch = _script_calls(batches)
+        calls = [call for batch_calls in per_batch for call in batch_calls]
         try:
             results = _send_sync(client, calls)
             if any(isinstance(result, NoScriptError) for result in results):
-                client.script_load(USAGE_FLUSH_LUA)
+                for sha in {sha for sha, _, _ in calls}:
+                    client.script_load(_SCRIPTS[sha])
                 results = _send_sync(client, calls)
         except FLUSH_ERRORS as error:
             return _failed(error)
-        ok = _settle(batches, results)
+        ok = _settle(batches, per_batch, results)
         if not ok or not held_back:
             return ok
     return True
 
 
 @traced("appkit.usage.flush")
-async def _send(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+async def _send(client: Any, calls: list[_Call]) -> list[Any]:
     if isinstance(client, async_redis.RedisCluster):
         # redis-py refuses EVALSHA in cluster pipelines: one call per project, all at once,
         # each routed to its project's slot.
         return list(
             await asyncio.gather(
-                *(client.evalsha(USAGE_FLUSH_SHA, len(k), *k, *a) for k, a in calls),
+                *(client.evalsha(sha, len(k), *k, *a) for sha, k, a in calls),
                 return_exceptions=True,
             )
         )
     async with client.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
-            pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+        for sha, keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
 
 
-def _send_sync(client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+def _send_sync(client: Any, calls: list[_Call]) -> list[Any]:
     if isinstance(client, sync_redis.RedisCluster):
-        return [_evalsha_or_error(client, keys, args) for keys, args in calls]
+        return [_evalsha_or_error(client, *call) for call in calls]
     with client.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
-            pipe.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+        for sha, keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
         return list(pipe.execute(raise_on_error=False))
 
 
-def _evalsha_or_error(client: Any, keys: list[str], args: list[Any]) -> Any:
+def _evalsha_or_error(client: Any, sha: str, keys: list[str], args: list[Any]) -> Any:
     try:
-        return client.evalsha(USAGE_FLUSH_SHA, len(keys), *keys, *args)
+        return client.evalsha(sha, len(keys), *keys, *args)
     except RedisError as error:
         return error
 
 
-def _settle(batches: dict[_Project, _Batch], results: list[Any]) -> bool:
-    """Confirm the batches Redis applied; True when all were."""
+def _settle(
+    batches: dict[_Project, _Batch], per_batch: list[list[_Call]], results: list[Any]
+) -> bool:
+    """Confirm the batches Redis stored in full (hashes, and stream when on); True when all were."""
     errors = []
-    for (project, batch), result in zip(batches.items(), results, strict=True):
-        if isinstance(result, Exception):
-            errors.append(result)
-        else:
+    replies = iter(results)
+    for (project, batch), calls in zip(batches.items(), per_batch, strict=True):
+        answers = [next(replies) for _ in calls]
+        failures = [answer for answer in answers if isinstance(answer, Exception)]
+        errors += failures
+        if not failures:
             usage_counts.confirm(project, batch.seq)
+        if len(answers) > 1 and not failures and int(answers[1][1]):
+            _trimmed_unread(calls[1][1][0])
     if errors:
         _failed(errors[0])
         return False
@@ -246,10 +278,43 @@ def _settle(batches: dict[_Project, _Batch], results: list[Any]) -> bool:
     return True
 
 
-def _script_calls(batches: dict[_Project, _Batch]) -> list[tuple[list[str], list[Any]]]:
-    days_kept = get_settings().usage_days_kept
+def _script_calls(batches: dict[_Project, _Batch]) -> list[list[_Call]]:
+    """Each batch's script calls: the hashes' flush, then the stream append when it is on."""
+    settings = get_settings()
     process_id = usage_counts.process_id
-    return [_script_call(p, b, process_id, days_kept) for p, b in batches.items()]
+    calls = []
+    for project, batch in batches.items():
+        keys, args = _script_call(project, batch, process_id, settings.usage_days_kept)
+        batch_calls: list[_Call] = [(USAGE_FLUSH_SHA, keys, args)]
+        if settings.usage_stream:
+            batch_calls.append(_stream_call(project, batch, process_id))
+        calls.append(batch_calls)
+    return calls
+
+
+def _stream_call(project: _Project, batch: _Batch, process_id: str) -> _Call:
+    settings = get_settings()
+    org_id, project_id = project
+    cells = tuple(
+        Cell(product, kind, _day_date(day), n) for (product, kind, day), n in batch.counts.items()
+    )
+    entry = UsageEntry(f"{process_id}:{batch.seq}", org_id, project_id, cells)
+    key = stream_key(shard_of(org_id, project_id, settings.usage_stream_shards))
+    return USAGE_STREAM_ADD_SHA, [key], [settings.usage_stream_maxlen, *entry_fields(entry)]
+
+
+def _trimmed_unread(key: str) -> None:
+    global _trim_warned_at
+    USAGE_STREAM_TRIMMED.labels(get_settings().service_name).inc()
+    now = time.monotonic()
+    if now - _trim_warned_at >= TRIM_WARNING_SECONDS:
+        _trim_warned_at = now
+        logger.warning(
+            "usage stream %s reached APPKIT_USAGE_STREAM_MAXLEN and dropped entries no drain "
+            "worker had acknowledged: that usage will not reach billing; run `usage drain` "
+            "or raise the cap",
+            key,
+        )
 
 
 def _script_call(
@@ -279,9 +344,13 @@ def _failed(error: BaseException) -> bool:
     return False
 
 
+def _day_date(day: int) -> date:
+    return datetime.fromtimestamp(day * _DAY_SECONDS, UTC).date()
+
+
 def _day_text(day: int | date | str) -> str:
     if isinstance(day, int):
-        return datetime.fromtimestamp(day * _DAY_SECONDS, UTC).date().isoformat()
+        return _day_date(day).isoformat()
     if isinstance(day, date):
         return day.isoformat()
     return date.fromisoformat(day).isoformat()

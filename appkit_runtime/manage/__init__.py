@@ -1,7 +1,7 @@
 """The operator CLI, `python -m appkit_runtime.manage <command> <action> [options]`.
 
 argparse only, so the runtime's core install runs it. Exit status: 0 done, 1 nothing found
-(`get`), 2 bad input or a refusal (one line on stderr), 3 Redis unavailable.
+(`get`), 2 bad input or a refusal (one line on stderr), 3 Redis or the database unavailable.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from appkit_runtime.errors import StorageError
-from appkit_runtime.manage import ratelimit
+from appkit_runtime.errors import DatabaseUnavailable, StorageError
+from appkit_runtime.manage import ratelimit, usage
 from appkit_runtime.manage.parser import Parser, UsageError
 
 PROG = "python -m appkit_runtime.manage"
@@ -23,6 +23,7 @@ def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Operate an appkit service's shared state.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ratelimit.add_parser(commands)
+    usage.add_parser(commands)
     return parser
 
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(args.run(args))
     except (UsageError, ValueError) as error:  # ConfigurationError is a ValueError
         return _fail(f"error: {error}", EXIT_USAGE)
-    except StorageError as error:
+    except (StorageError, DatabaseUnavailable) as error:
         return _fail(f"error: {error}", EXIT_UNAVAILABLE)
 
 

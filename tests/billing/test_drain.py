@@ -34,9 +34,9 @@ async def produce(projects: int, rounds: int, expected: Totals | None = None) ->
     """`rounds` flushes of jobs for `projects` projects (project n gets n + 1 jobs a round):
     one stream entry per project and round. Returns the totals the sink must end with."""
     expected = {} if expected is None else expected
-    today = datetime.now(UTC).date()
     for _ in range(rounds):
         for n in range(projects):
+            today = datetime.now(UTC).date()
             token = ProjectToken("acme", f"project-{n}", product="geo")
             for _ in range(n + 1):
                 usage.count_job(token, None, "lookup", "/geo/{place}", "GET")

@@ -104,6 +104,8 @@ class RedisServer:
         self.directory = directory
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+        # More redis-server options, after (so overriding) the defaults: `["--appendonly", "yes"]`.
+        self.options: list[str] = []
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -119,6 +121,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.directory,
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 from typing import Any
 
@@ -117,6 +118,11 @@ async def run_init(args: argparse.Namespace) -> int:
 
 async def run_drain(args: argparse.Namespace) -> int:
     """Run the worker until SIGTERM or SIGINT (or, with --once, until nothing is left)."""
+    if not logging.getLogger().handlers:
+        # A long-running worker: its outage and recovery lines go to stderr.
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
     settings = get_settings()
     options = DrainOptions(
         database_url=usage_sink.sink_url(_sink_url(args)),

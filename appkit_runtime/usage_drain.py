@@ -36,6 +36,7 @@ RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 RETRIES = 5
 RETRY_SECONDS = 1.0
 LAG_SECONDS = 1.0
+PRUNE_SECONDS = 3600.0
 
 ENTRIES_READ = Counter("appkit_usage_drain_entries_read", "Stream entries read", ["group"])
 ENTRIES_APPLIED = Counter(
@@ -76,6 +77,7 @@ class DrainOptions:
     once: bool = False
     claim_idle: float = 60.0
     idle_wait: float = 0.5
+    keep_flush_days: int = 7
 
 
 @dataclass(slots=True)
@@ -128,6 +130,8 @@ class _Worker:
         self.claim_cursors = dict.fromkeys(keys, "0-0")
         self.claimed_at = -options.claim_idle
         self.lag_at = -LAG_SECONDS
+        self.lag = 0.0
+        self.pruned_at = -PRUNE_SECONDS
         self.first_shard = 0
         self.trouble: str | None = None
         redis.set_response_callback("XREADGROUP", _stream_reply)
@@ -163,6 +167,7 @@ class _Worker:
         if not self.groups_ready:
             await self._create_groups()
         await self._measure_lag()
+        await self._prune(connection)
         deliveries = await self._read()
         if not deliveries:
             return False
@@ -307,7 +312,22 @@ class _Worker:
                     undelivered = await self.redis.xrange(key, min=after, count=1)
                     oldest += [_millis(entry_id) for entry_id, _ in undelivered]
         age = time.time() - min(oldest) / 1000 if oldest else 0.0
-        LAG.labels(*self.labels).set(max(age, 0.0))
+        self.lag = max(age, 0.0)
+        LAG.labels(*self.labels).set(self.lag)
+
+    async def _prune(self, connection: asyncpg.Connection) -> None:
+        """Forget applied flush ids older than `keep_flush_days`, hourly. Never while an entry
+        that old is still unacknowledged: its id must stay to skip it when it comes back."""
+        keep = self.options.keep_flush_days
+        if not keep or time.monotonic() - self.pruned_at < PRUNE_SECONDS:
+            return
+        self.pruned_at = time.monotonic()
+        if self.lag >= keep * 86_400:
+            logger.warning("usage drain: entries older than %d days pending; not pruning", keep)
+            return
+        removed = await usage_sink.prune_flushes(connection, keep)
+        if removed:
+            logger.info("usage drain: forgot %d flush ids applied over %d days ago", removed, keep)
 
 
 def _stream_reply(response: Any, **options: Any) -> list[tuple[Any, Any]]:

@@ -142,6 +142,15 @@ async def add_totals(connection: asyncpg.Connection, totals: dict[_Total, int]) 
     )
 
 
+async def prune_flushes(connection: asyncpg.Connection, days: int) -> int:
+    """Delete the ids of flushes applied over `days` days ago; how many went. A flush is sent
+    again only within a day (its process's retries) or while its entry is pending."""
+    status = await connection.execute(
+        f"DELETE FROM {FLUSHES_TABLE} WHERE applied_at < now() - make_interval(days => $1)", days
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
 async def read_totals(
     connection: asyncpg.Connection, org_id: str, project_id: str
 ) -> list[DayTotal]:

@@ -30,6 +30,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def whole_number(text: str) -> int:
+    """An argument that must be a whole number, 0 or more."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
 def endpoint(text: str) -> str:
     """A route template, such as `/items/{item_id}`."""
     if not text.startswith("/"):

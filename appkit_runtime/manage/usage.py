@@ -19,7 +19,7 @@ import asyncpg
 
 from appkit_runtime import usage_sink
 from appkit_runtime.errors import DatabaseUnavailable, StorageError
-from appkit_runtime.manage.parser import UsageError, identifier, positive_int
+from appkit_runtime.manage.parser import UsageError, identifier, positive_int, whole_number
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_async_redis_instance, get_settings
 from appkit_runtime.usage import get_project_usage
@@ -60,6 +60,12 @@ def add_parser(commands: Any) -> None:
         type=positive_int,
         default=60,
         help="seconds before another consumer's pending entry is taken over",
+    )
+    worker.add_argument(
+        "--keep-flush-days",
+        type=whole_number,
+        default=7,
+        help="days applied flush ids are kept to skip redelivered entries (0: forever)",
     )
     worker.add_argument("--metrics-port", type=positive_int, help="serve Prometheus metrics")
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")
@@ -131,6 +137,7 @@ async def run_drain(args: argparse.Namespace) -> int:
         batch=args.batch,
         once=args.once,
         claim_idle=float(args.claim_idle),
+        keep_flush_days=args.keep_flush_days,
     )
     redis = _service_redis()
     # Fail at once, with one line, on a sink without tables or a database that is down.

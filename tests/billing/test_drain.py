@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 
@@ -186,3 +187,21 @@ async def test_init_twice_show_and_the_refusals(sink: str) -> None:
     embedded = run_manage("usage", "drain", "--database-url", sink, APPKIT_REDIS_URL="memory://")
     assert (embedded.returncode, embedded.stderr.count("\n")) == (2, 1)
     assert "memory://" in embedded.stderr
+
+
+async def test_flush_ids_older_than_the_keep_window_are_forgotten(sink: str) -> None:
+    connection = await asyncpg.connect(sink)
+    await connection.execute(
+        "INSERT INTO appkit_usage_flushes (flush_id, applied_at) VALUES"
+        " ('old:1', now() - interval '8 days'), ('recent:1', now() - interval '6 days')"
+    )
+    expected = await produce(projects=3, rounds=1)
+    redis = get_async_redis_instance("metrics")
+    counts = await drain(redis, keys(), DrainOptions(sink, once=True), asyncio.Event())
+    ids = {
+        r["flush_id"] for r in await connection.fetch("SELECT flush_id FROM appkit_usage_flushes")
+    }
+    await connection.close()
+    assert counts.applied == 3
+    assert "old:1" not in ids and "recent:1" in ids and len(ids) == 4
+    assert await sink_totals(sink) == expected

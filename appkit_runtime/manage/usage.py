@@ -149,7 +149,10 @@ async def run_drain(args: argparse.Namespace) -> int:
     if args.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, args.metrics_host)
+        try:
+            start_http_server(args.metrics_port, args.metrics_host)
+        except OSError as error:
+            raise UsageError(f"--metrics-port {args.metrics_port}: {error.strerror}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

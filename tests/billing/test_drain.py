@@ -4,6 +4,7 @@ point it is killed at, however many workers share the group."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -205,3 +206,23 @@ async def test_flush_ids_older_than_the_keep_window_are_forgotten(sink: str) -> 
     assert counts.applied == 3
     assert "old:1" not in ids and "recent:1" in ids and len(ids) == 4
     assert await sink_totals(sink) == expected
+
+
+def test_a_taken_metrics_port_is_one_line(sink: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = run_manage(
+            "usage",
+            "drain",
+            "--database-url",
+            sink,
+            "--once",
+            "--metrics-port",
+            port,
+            "--metrics-host",
+            "127.0.0.1",
+        )
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert f"--metrics-port {port}" in done.stderr

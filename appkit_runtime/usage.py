@@ -396,8 +396,13 @@ async def get_project_usage(
         key = project_key("usage", org_id, project_id)
     else:
         key = project_key("usage", org_id, project_id, "day", _day_text(day))
+    return usage_from_hash(await redis.hgetall(key))
+
+
+def usage_from_hash(fields: dict[Any, Any]) -> dict[str, dict[str, int]]:
+    """A usage hash's `{product|kind: jobs}` fields as `{product: {kind: jobs}}`."""
     usage: dict[str, dict[str, int]] = {}
-    for field, value in (await redis.hgetall(key)).items():
+    for field, value in fields.items():
         text = field.decode() if isinstance(field, bytes) else field
         product, _, kind = text.partition("|")
         usage.setdefault(unquote(product), {})[unquote(kind)] = int(value)

@@ -13,16 +13,18 @@ import asyncio
 import json
 import logging
 import signal
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from appkit_runtime import usage_sink
 from appkit_runtime.errors import DatabaseUnavailable, StorageError
+from appkit_runtime.keys import project_key
 from appkit_runtime.manage.parser import UsageError, identifier, positive_int, whole_number
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_async_redis_instance, get_settings
-from appkit_runtime.usage import get_project_usage
+from appkit_runtime.usage import usage_from_hash
 from appkit_runtime.usage_drain import (
     DATABASE_ERRORS,
     REDIS_ERRORS,
@@ -33,6 +35,8 @@ from appkit_runtime.usage_drain import (
 from appkit_runtime.usage_stream import stream_keys
 
 REDIS_NAME = "metrics"
+# How far back `usage show` looks in Redis when APPKIT_USAGE_DAYS_KEPT=0 keeps every day.
+DAYS_SHOWN_WHEN_KEPT = 400
 
 
 def add_parser(commands: Any) -> None:
@@ -211,19 +215,17 @@ def _service_redis() -> Any:
 
 
 async def _totals_in_redis(redis: Any, org_id: str, project_id: str) -> list[tuple[Any, ...]]:
-    """The per-day hashes still in Redis (the last APPKIT_USAGE_DAYS_KEPT days)."""
-    from appkit_runtime.keys import project_key
-
-    pattern = project_key("usage", org_id, project_id, "day", "*")
-    days = sorted({_text(key).rsplit(":", 1)[1] async for key in redis.scan_iter(match=pattern)})
+    """The day hashes Redis keeps (`APPKIT_USAGE_DAYS_KEPT` days back, 400 when it keeps all),
+    read in one pipeline: they share the project's slot, and no keyspace SCAN is needed."""
+    today = datetime.now(UTC).date()
+    back = get_settings().usage_days_kept or DAYS_SHOWN_WHEN_KEPT
+    days = [today - timedelta(days=n) for n in range(back, -1, -1)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for day in days:
+            pipe.hgetall(project_key("usage", org_id, project_id, "day", day.isoformat()))
+        hashes = await pipe.execute()
     totals = []
-    for day in days:
-        for product, kinds in sorted(
-            (await get_project_usage(redis, org_id, project_id, day)).items()
-        ):
-            totals += [(day, product, kind, jobs) for kind, jobs in sorted(kinds.items())]
+    for day, fields in zip(days, hashes, strict=True):
+        for product, kinds in sorted(usage_from_hash(fields).items()):
+            totals += [(day.isoformat(), product, kind, n) for kind, n in sorted(kinds.items())]
     return totals
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

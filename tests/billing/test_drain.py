@@ -28,6 +28,7 @@ from tests.billing.conftest import (
     wait_until_drained,
 )
 from tests.conftest import free_port
+from tests.reliability.servers import wait_for_port
 
 pytestmark = pytest.mark.usefixtures("stream_on")
 
@@ -114,9 +115,13 @@ async def test_two_workers_on_one_group_apply_each_entry_once(
 ) -> None:
     ports = [free_port(), free_port()]
     workers = [
-        start_drain("--database-url", sink, "--batch", "5", "--metrics-port", str(port))
+        start_drain(
+            "--database-url", sink, "--batch", "2", "--metrics-port", str(port), fault=("slow", 20)
+        )
         for port in ports
     ]
+    for port in ports:  # both are up and draining before the first entry arrives
+        wait_for_port(port, seconds=30)
     expected: Totals = {}
     for _ in range(6):  # flushes keep arriving while both workers drain
         await produce(projects=10, rounds=2, expected=expected)
@@ -136,7 +141,7 @@ async def test_two_workers_on_one_group_apply_each_entry_once(
         s["applied"] for s in summaries
     ]
     assert all(m["appkit_usage_drain_lag_seconds"] >= 0 for m in metrics)
-    assert sum(m["appkit_usage_drain_batches_total"] for m in metrics) >= 120 / 5
+    assert sum(m["appkit_usage_drain_batches_total"] for m in metrics) >= 120 / 2
 
 
 async def test_sigterm_finishes_the_batch_in_hand(
@@ -188,6 +193,15 @@ async def test_init_twice_show_and_the_refusals(sink: str) -> None:
     embedded = run_manage("usage", "drain", "--database-url", sink, APPKIT_REDIS_URL="memory://")
     assert (embedded.returncode, embedded.stderr.count("\n")) == (2, 1)
     assert "memory://" in embedded.stderr
+    down = run_manage(
+        "usage",
+        "drain",
+        "--database-url",
+        sink,
+        "--once",
+        APPKIT_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    assert (down.returncode, down.stderr.count("\n")) == (3, 1), down.stderr
 
 
 async def test_flush_ids_older_than_the_keep_window_are_forgotten(sink: str) -> None:

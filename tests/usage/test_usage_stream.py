@@ -133,6 +133,20 @@ async def test_a_redis_that_lost_its_scripts_gets_both_reloaded(
     assert own_metrics_redis.xlen(stream_key(0)) == 4
 
 
+def test_the_sync_flush_of_django_appends_too(
+    own_metrics_redis: redis.Redis, configure: Configure
+) -> None:
+    configure(APPKIT_USAGE_STREAM="true")
+    count_jobs(3, jobs_each=2)
+    assert usage.flush_usage_sync() is True
+    entries = [parse_entry(fields) for _, fields in own_metrics_redis.xrange(stream_key(0))]
+    assert sorted((e.project_id, e.cells[0].jobs) for e in entries) == [
+        ("project-0", 2),
+        ("project-1", 2),
+        ("project-2", 2),
+    ]
+
+
 def trimmed_total(service: str) -> float:
     from prometheus_client import REGISTRY
 

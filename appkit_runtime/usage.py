@@ -8,8 +8,9 @@ as is and never counted twice. Usage is kept as an all-time hash and one hash pe
 both keyed `{product}|{kind}`; the day is the one the job was counted in, not flushed in. A
 day's hash expires `APPKIT_USAGE_DAYS_KEPT` days after the day ends, so Redis holds a bounded
 number of them per project. With `APPKIT_USAGE_STREAM=true` each project's batch is also
-appended to the usage stream (`usage_stream`) in the same pipeline, for the billing drain
-worker; a batch is confirmed only once both are stored, so the stream gets it at least once.
+appended to the usage stream (`usage_stream`) in the same pipeline (one script call per
+shard), for the billing drain worker; a batch is confirmed only once both are stored, so the
+stream gets it at least once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from appkit_runtime.settings import get_async_redis_instance, get_redis_instance
 from appkit_runtime.tokens import ProjectToken
 from appkit_runtime.tracing import traced
 from appkit_runtime.usage_stream import (
+    ENTRY_WIDTH,
     USAGE_STREAM_ADD_LUA,
     USAGE_STREAM_ADD_SHA,
     Cell,
@@ -181,8 +183,7 @@ async def flush_usage(redis: Any = None) -> bool:
         if not batches:
             return True
         client = redis if redis is not None else get_async_redis_instance("metrics")
-        per_batch = _script_calls(batches)
-        calls = [call for batch_calls in per_batch for call in batch_calls]
+        calls, needs = _script_calls(batches)
         try:
             async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
                 results = await _send(client, calls)
@@ -192,7 +193,7 @@ async def flush_usage(redis: Any = None) -> bool:
                     results = await _send(client, calls)
         except FLUSH_ERRORS as error:
             return _failed(error)
-        ok = _settle(batches, per_batch, results)
+        ok = _settle(batches, needs, calls, results)
         if not ok or not held_back:
             return ok
     return True
@@ -205,8 +206,7 @@ def flush_usage_sync(redis: Any = None) -> bool:
         if not batches:
             return True
         client = redis if redis is not None else get_redis_instance("metrics")
-        per_batch = _script_calls(batches)
-        calls = [call for batch_calls in per_batch for call in batch_calls]
+        calls, needs = _script_calls(batches)
         try:
             results = _send_sync(client, calls)
             if any(isinstance(result, NoScriptError) for result in results):
@@ -215,7 +215,7 @@ def flush_usage_sync(redis: Any = None) -> bool:
                 results = _send_sync(client, calls)
         except FLUSH_ERRORS as error:
             return _failed(error)
-        ok = _settle(batches, per_batch, results)
+        ok = _settle(batches, needs, calls, results)
         if not ok or not held_back:
             return ok
     return True
@@ -255,19 +255,19 @@ def _evalsha_or_error(client: Any, sha: str, keys: list[str], args: list[Any]) -
 
 
 def _settle(
-    batches: dict[_Project, _Batch], per_batch: list[list[_Call]], results: list[Any]
+    batches: dict[_Project, _Batch],
+    needs: list[list[int]],
+    calls: list[_Call],
+    results: list[Any],
 ) -> bool:
     """Confirm the batches Redis stored in full (hashes, and stream when on); True when all were."""
-    errors = []
-    replies = iter(results)
-    for (project, batch), calls in zip(batches.items(), per_batch, strict=True):
-        answers = [next(replies) for _ in calls]
-        failures = [answer for answer in answers if isinstance(answer, Exception)]
-        errors += failures
-        if not failures:
+    for (project, batch), need in zip(batches.items(), needs, strict=True):
+        if not any(isinstance(results[i], Exception) for i in need):
             usage_counts.confirm(project, batch.seq)
-        if len(answers) > 1 and not failures and int(answers[1][1]):
-            _trimmed_unread(calls[1][1][0])
+    for (sha, keys, _), result in zip(calls, results, strict=True):
+        if sha == USAGE_STREAM_ADD_SHA and not isinstance(result, Exception) and int(result[1]):
+            _trimmed_unread(keys[0])
+    errors = [result for result in results if isinstance(result, Exception)]
     if errors:
         _failed(errors[0])
         return False
@@ -278,29 +278,34 @@ def _settle(
     return True
 
 
-def _script_calls(batches: dict[_Project, _Batch]) -> list[list[_Call]]:
-    """Each batch's script calls: the hashes' flush, then the stream append when it is on."""
+def _script_calls(batches: dict[_Project, _Batch]) -> tuple[list[_Call], list[list[int]]]:
+    """The calls to send: each batch's hashes' flush and, when the stream is on, one append per
+    shard holding its batches' entries. With them, per batch, the calls it needs to succeed."""
     settings = get_settings()
     process_id = usage_counts.process_id
-    calls = []
+    calls: list[_Call] = []
+    needs: list[list[int]] = []
+    appends: dict[int, int] = {}  # shard -> index of its append call
     for project, batch in batches.items():
         keys, args = _script_call(project, batch, process_id, settings.usage_days_kept)
-        batch_calls: list[_Call] = [(USAGE_FLUSH_SHA, keys, args)]
+        calls.append((USAGE_FLUSH_SHA, keys, args))
+        needs.append([len(calls) - 1])
         if settings.usage_stream:
-            batch_calls.append(_stream_call(project, batch, process_id))
-        calls.append(batch_calls)
-    return calls
+            shard = shard_of(*project, settings.usage_stream_shards)
+            if shard not in appends:
+                appends[shard] = len(calls)
+                append_args = [settings.usage_stream_maxlen, ENTRY_WIDTH]
+                calls.append((USAGE_STREAM_ADD_SHA, [stream_key(shard)], append_args))
+            calls[appends[shard]][2].extend(entry_fields(_entry(project, batch, process_id)))
+            needs[-1].append(appends[shard])
+    return calls, needs
 
 
-def _stream_call(project: _Project, batch: _Batch, process_id: str) -> _Call:
-    settings = get_settings()
-    org_id, project_id = project
+def _entry(project: _Project, batch: _Batch, process_id: str) -> UsageEntry:
     cells = tuple(
         Cell(product, kind, _day_date(day), n) for (product, kind, day), n in batch.counts.items()
     )
-    entry = UsageEntry(f"{process_id}:{batch.seq}", org_id, project_id, cells)
-    key = stream_key(shard_of(org_id, project_id, settings.usage_stream_shards))
-    return USAGE_STREAM_ADD_SHA, [key], [settings.usage_stream_maxlen, *entry_fields(entry)]
+    return UsageEntry(f"{process_id}:{batch.seq}", *project, cells)
 
 
 def _trimmed_unread(key: str) -> None:

@@ -33,6 +33,8 @@ USAGE_STREAM_ADD_SHA = hashlib.sha1(
 ).hexdigest()
 
 ENTRY_VERSION = "1"
+# Field/value items of one entry, as `entry_fields` returns them.
+ENTRY_WIDTH = 10
 # How close to its target slot a shard's hash tag must land (about 250 tries on average).
 _SLOT_SPREAD = 64
 _SLOT_BITS = 14

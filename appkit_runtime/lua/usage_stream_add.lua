@@ -1,14 +1,29 @@
--- Append one usage entry to a stream shard, capped near a length (MAXLEN ~).
--- KEYS: the stream. ARGV: the cap (0: none), then the entry's field/value pairs.
--- Returns {entry id, 1 when the cap removed entries a consumer group had not acknowledged
--- (or no group reads the stream yet), else 0}.
+-- Append usage entries to one stream shard, capped near a length (MAXLEN ~).
+-- KEYS: the stream. ARGV: the cap (0: none), the number of field/value items per entry, then
+-- the entries' items one entry after another.
+-- Returns {entries appended, 1 when the cap removed entries a consumer group had not
+-- acknowledged (or no group reads the stream yet), else 0}.
 local cap = tonumber(ARGV[1])
-local fields = {}
-for i = 2, #ARGV do
-  fields[#fields + 1] = ARGV[i]
+local width = tonumber(ARGV[2])
+local count = (#ARGV - 2) / width
+
+local function append(trim)
+  for e = 0, count - 1 do
+    local fields = {}
+    for i = 3 + e * width, 2 + (e + 1) * width do
+      fields[#fields + 1] = ARGV[i]
+    end
+    if trim then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', cap, '*', unpack(fields))
+    else
+      redis.call('XADD', KEYS[1], '*', unpack(fields))
+    end
+  end
 end
+
 if cap == 0 then
-  return {redis.call('XADD', KEYS[1], '*', unpack(fields)), 0}
+  append(false)
+  return {count, 0}
 end
 
 local function first_id()
@@ -23,10 +38,10 @@ local function before(a, b)
   return a_ms < b_ms or (a_ms == b_ms and tonumber(a_seq) < tonumber(b_seq))
 end
 
-local oldest = redis.call('XLEN', KEYS[1]) >= cap and first_id()
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', cap, '*', unpack(fields))
-if not oldest or first_id() == oldest then
-  return {id, 0}
+local length = redis.call('XLEN', KEYS[1])
+append(true)
+if redis.call('XLEN', KEYS[1]) == length + count then
+  return {count, 0}
 end
 
 -- Entries were trimmed: every entry older than the oldest one kept is gone.
@@ -40,7 +55,7 @@ for i = 1, #stream, 2 do
 end
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 if #groups == 0 then
-  return {id, 1}
+  return {count, 1}
 end
 for _, group in ipairs(groups) do
   local info = {}
@@ -53,16 +68,16 @@ for _, group in ipairs(groups) do
   local read = tonumber(info['entries-read'])
   if added and read then
     if read < added - redis.call('XLEN', KEYS[1]) then
-      return {id, 1}
+      return {count, 1}
     end
   elseif before(info['last-delivered-id'], first) then
-    return {id, 1}
+    return {count, 1}
   end
   if tonumber(info['pending']) > 0 then
     local oldest_pending = redis.call('XPENDING', KEYS[1], info['name'])[2]
     if before(oldest_pending, first) then
-      return {id, 1}
+      return {count, 1}
     end
   end
 end
-return {id, 0}
+return {count, 0}

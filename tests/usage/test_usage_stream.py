@@ -104,20 +104,21 @@ async def test_on_each_project_batch_is_appended_to_its_shard(
     assert len({entry.flush_id for entry in entries.values()}) == 6
 
 
-async def test_with_the_stream_on_a_flush_is_still_one_round_trip_and_one_append_a_project(
+async def test_with_the_stream_on_a_flush_adds_one_script_call_per_shard(
     own_metrics_redis: redis.Redis, configure: Configure
 ) -> None:
-    configure(APPKIT_USAGE_STREAM="true")
-    count_jobs(4)
+    configure(APPKIT_USAGE_STREAM="true", APPKIT_USAGE_STREAM_SHARDS="2")
+    count_jobs(6)
     assert await usage.flush_usage() is True
     own_metrics_redis.config_resetstat()
-    count_jobs(4)
+    count_jobs(6)
     assert await usage.flush_usage() is True
     await close_redis_connections()
 
     calls = command_calls(own_metrics_redis)
-    assert (calls["evalsha"], calls["xadd"]) == (8, 4)
-    assert own_metrics_redis.xlen(stream_key(0)) == 8
+    # 6 hash scripts and 2 appends (one per shard) holding the 6 entries.
+    assert (calls["evalsha"], calls["xadd"]) == (6 + 2, 6)
+    assert sum(own_metrics_redis.xlen(key) for key in stream_keys(2)) == 12
 
 
 async def test_a_redis_that_lost_its_scripts_gets_both_reloaded(

@@ -29,8 +29,9 @@ from appkit_runtime.usage_stream import MalformedEntry, UsageEntry, parse_entry
 
 logger = logging.getLogger("appkit_runtime.usage_drain")
 
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# redis-py wraps socket errors in its own; a bare OSError (refused, timed out) is asyncpg's.
+REDIS_ERRORS = (RedisError,)
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # Two workers adding to the same totals can deadlock; PostgreSQL aborts one, which retries.
 RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 RETRIES = 5

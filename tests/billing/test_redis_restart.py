@@ -1,10 +1,11 @@
-"""A Redis with `appendonly yes` killed and restarted while stream entries are pending: the
-worker waits for it, resumes, and the sink's totals are exact."""
+"""Outages under the drain worker: a Redis with `appendonly yes` killed and restarted while
+entries are pending, and PostgreSQL unreachable; the worker waits, resumes, totals are exact."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.billing.conftest import (
 )
 from tests.billing.test_drain import keys, produce
 from tests.conftest import RedisServer
+from tests.reliability.servers import TcpProxy
 
 
 @pytest.fixture
@@ -59,3 +61,27 @@ async def test_pending_entries_survive_a_restart_from_the_aof(
     assert (summary["duplicates"], summary["lost"]) == (6, 0)
     assert await sink_totals(sink) == expected
     assert await applied_flushes(sink) == 60
+
+
+async def test_the_worker_rides_out_a_database_outage(
+    stream_on: None, sink: str, start_drain: Callable[..., DrainProcess]
+) -> None:
+    target = urlsplit(sink)
+    proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 5432))
+    try:
+        proxied = target._replace(netloc=f"{target.netloc.rsplit(':', 1)[0]}:{proxy.port}")
+        worker = start_drain("--database-url", proxied.geturl(), "--batch", "4")
+        expected = await produce(projects=10, rounds=2)
+        await wait_until_drained(get_async_redis_instance("metrics"), keys())
+        proxy.cut()  # PostgreSQL unreachable while more usage arrives
+        await produce(projects=10, rounds=2, expected=expected)
+        await asyncio.sleep(1.5)
+        proxy.restore()
+        await wait_until_drained(get_async_redis_instance("metrics"), keys())
+        status, out, err = worker.stop()
+    finally:
+        proxy.cut()
+    assert status == 0, err
+    assert "PostgreSQL failed" in err and "works again" in err
+    assert drained(out)["applied"] == 40
+    assert await sink_totals(sink) == expected

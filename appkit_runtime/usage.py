@@ -47,6 +47,7 @@ from appkit_runtime.usage_stream import (
     Cell,
     UsageEntry,
     entry_fields,
+    report_trimmed_unread,
     shard_of,
     stream_key,
 )
@@ -63,8 +64,6 @@ FLUSH_ERRORS = (RedisError, OSError, TimeoutError)
 USAGE_FLUSH_LUA = files("appkit_runtime").joinpath("lua", "usage_flush.lua").read_text("utf-8")
 USAGE_FLUSH_SHA = hashlib.sha1(USAGE_FLUSH_LUA.encode(), usedforsecurity=False).hexdigest()
 _SCRIPTS = {USAGE_FLUSH_SHA: USAGE_FLUSH_LUA, USAGE_STREAM_ADD_SHA: USAGE_STREAM_ADD_LUA}
-# At most one "trimmed unread" warning per this many seconds.
-TRIM_WARNING_SECONDS = 60.0
 
 JOBS_COUNTED = Counter(
     "appkit_jobs", "Jobs counted for usage, by route template", ["service", "route", "method"]
@@ -72,12 +71,6 @@ JOBS_COUNTED = Counter(
 USAGE_FLUSH_FAILURES = Counter(
     "appkit_usage_flush_failures",
     "Usage flushes that failed; their counts are retried",
-    ["service"],
-)
-USAGE_STREAM_TRIMMED = Counter(
-    "appkit_usage_stream_trimmed_unread",
-    "Appends to the usage stream whose MAXLEN cap removed entries no consumer group had "
-    "acknowledged",
     ["service"],
 )
 
@@ -156,7 +149,6 @@ def _fresh_counts_in_child() -> None:
 os.register_at_fork(after_in_child=_fresh_counts_in_child)
 _job_children: dict[tuple[str, str, str], Any] = {}
 _failing = False
-_trim_warned_at = -TRIM_WARNING_SECONDS
 
 
 def count_job(
@@ -266,7 +258,7 @@ def _settle(
             usage_counts.confirm(project, batch.seq)
     for (sha, keys, _), result in zip(calls, results, strict=True):
         if sha == USAGE_STREAM_ADD_SHA and not isinstance(result, Exception) and int(result[1]):
-            _trimmed_unread(keys[0])
+            report_trimmed_unread(keys[0], get_settings().service_name)
     errors = [result for result in results if isinstance(result, Exception)]
     if errors:
         _failed(errors[0])
@@ -306,20 +298,6 @@ def _entry(project: _Project, batch: _Batch, process_id: str) -> UsageEntry:
         Cell(product, kind, _day_date(day), n) for (product, kind, day), n in batch.counts.items()
     )
     return UsageEntry(f"{process_id}:{batch.seq}", *project, cells)
-
-
-def _trimmed_unread(key: str) -> None:
-    global _trim_warned_at
-    USAGE_STREAM_TRIMMED.labels(get_settings().service_name).inc()
-    now = time.monotonic()
-    if now - _trim_warned_at >= TRIM_WARNING_SECONDS:
-        _trim_warned_at = now
-        logger.warning(
-            "usage stream %s reached APPKIT_USAGE_STREAM_MAXLEN and dropped entries no drain "
-            "worker had acknowledged: that usage will not reach billing; run `usage drain` "
-            "or raise the cap",
-            key,
-        )
 
 
 def _script_call(

@@ -15,15 +15,20 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import date
 from importlib.resources import files
 from typing import Any
 
+from prometheus_client import Counter
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from appkit_runtime.keys import service_key
+
+logger = logging.getLogger("appkit_runtime.usage")
 
 USAGE_STREAM_ADD_LUA = (
     files("appkit_runtime").joinpath("lua", "usage_stream_add.lua").read_text("utf-8")
@@ -31,6 +36,16 @@ USAGE_STREAM_ADD_LUA = (
 USAGE_STREAM_ADD_SHA = hashlib.sha1(
     USAGE_STREAM_ADD_LUA.encode(), usedforsecurity=False
 ).hexdigest()
+
+# At most one "trimmed unread" warning per this many seconds.
+TRIM_WARNING_SECONDS = 60.0
+USAGE_STREAM_TRIMMED = Counter(
+    "appkit_usage_stream_trimmed_unread",
+    "Appends to the usage stream whose MAXLEN cap removed entries no consumer group had "
+    "acknowledged",
+    ["service"],
+)
+_trim_warned_at = -TRIM_WARNING_SECONDS
 
 ENTRY_VERSION = "1"
 # Field/value items of one entry, as `entry_fields` returns them.
@@ -124,3 +139,18 @@ def parse_entry(fields: dict[Any, Any]) -> UsageEntry:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def report_trimmed_unread(key: str, service: str) -> None:
+    """Count an append whose cap dropped unacknowledged entries; warn at most once a minute."""
+    global _trim_warned_at
+    USAGE_STREAM_TRIMMED.labels(service).inc()
+    now = time.monotonic()
+    if now - _trim_warned_at >= TRIM_WARNING_SECONDS:
+        _trim_warned_at = now
+        logger.warning(
+            "usage stream %s reached APPKIT_USAGE_STREAM_MAXLEN and dropped entries no drain "
+            "worker had acknowledged: that usage will not reach billing; run `usage drain` "
+            "or raise the cap",
+            key,
+        )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from appkit_runtime import usage
+from appkit_runtime import usage, usage_stream
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_settings
 from appkit_runtime.tokens import ProjectToken
@@ -158,11 +158,13 @@ def trimmed_total(service: str) -> float:
 
 
 @pytest.fixture
-def small_stream_nodes(own_metrics_redis: redis.Redis, configure: Configure) -> redis.Redis:
+def small_stream_nodes(
+    own_metrics_redis: redis.Redis, configure: Configure, monkeypatch: pytest.MonkeyPatch
+) -> redis.Redis:
     """A stream capped at 4 entries on a server packing 2 entries a node, so `~` trims."""
     own_metrics_redis.config_set("stream-node-max-entries", 2)
     configure(APPKIT_USAGE_STREAM="true", APPKIT_USAGE_STREAM_MAXLEN="4")
-    usage._trim_warned_at = -usage.TRIM_WARNING_SECONDS
+    monkeypatch.setattr(usage_stream, "_trim_warned_at", -usage_stream.TRIM_WARNING_SECONDS)
     return own_metrics_redis
 
 

@@ -216,8 +216,8 @@ def flush_usage_sync(redis: Any = None) -> bool:
 @traced("appkit.usage.flush")
 async def _send(client: Any, calls: list[_Call]) -> list[Any]:
     if isinstance(client, async_redis.RedisCluster):
-        # redis-py refuses EVALSHA in cluster pipelines: one call per project, all at once,
-        # each routed to its project's slot.
+        # redis-py refuses EVALSHA in cluster pipelines: every call at once, each routed to
+        # its key's slot (a project's, or a stream shard's).
         return list(
             await asyncio.gather(
                 *(client.evalsha(sha, len(k), *k, *a) for sha, k, a in calls),

@@ -145,7 +145,11 @@ class _Worker:
                     if connection is None:
                         connection = await usage_sink.connect(self.options.database_url)
                         await usage_sink.check_tables(connection)
-                    if not await self._one_batch(connection):
+                    found = await self._one_batch(connection)
+                    if self.trouble is not None:
+                        logger.info("usage drain works again (%s answers)", self.trouble)
+                        self.trouble = None
+                    if not found:
                         if self.options.once:
                             break
                         await _wait(stop, self.options.idle_wait)
@@ -176,9 +180,6 @@ class _Worker:
         applied = await self._apply(connection, entries)
         await acknowledge(self.redis, self.options.group, deliveries)
         self._count(len(deliveries), applied)
-        if self.trouble is not None:
-            logger.info("usage drain works again (%s answers)", self.trouble)
-            self.trouble = None
         return True
 
     def _failed(self, what: str, error: BaseException) -> None:

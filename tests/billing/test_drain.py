@@ -8,10 +8,12 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from appkit_runtime import usage
 from appkit_runtime.settings import get_async_redis_instance, get_settings
@@ -240,3 +242,16 @@ def test_a_taken_metrics_port_is_one_line(sink: str) -> None:
         )
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
     assert f"--metrics-port {port}" in done.stderr
+
+
+async def test_the_lag_gauge_is_the_age_of_the_oldest_unacknowledged_entry(sink: str) -> None:
+    group = f"lag-{uuid4().hex[:8]}"
+    await produce(projects=3, rounds=1)
+    await asyncio.sleep(1.2)
+    redis = get_async_redis_instance("metrics")
+    options = DrainOptions(sink, group=group, once=True)
+    assert (await drain(redis, keys(), options, asyncio.Event())).applied == 3
+    waited = REGISTRY.get_sample_value("appkit_usage_drain_lag_seconds", {"group": group})
+    assert waited is not None and 1.2 <= waited < 30
+    await drain(redis, keys(), options, asyncio.Event())  # nothing left
+    assert REGISTRY.get_sample_value("appkit_usage_drain_lag_seconds", {"group": group}) == 0

@@ -3,7 +3,6 @@ entries are pending, and PostgreSQL unreachable; the worker waits, resumes, tota
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -48,8 +47,7 @@ async def test_pending_entries_survive_a_restart_from_the_aof(
     await close_redis_connections()
     aof_redis.stop()  # SIGKILL
     worker = start_drain(*args)  # starts while Redis is down, and waits for it
-    await asyncio.sleep(1.5)
-    assert worker.process.poll() is None
+    await worker.logged("usage drain: Redis failed")
     aof_redis.start()
 
     await produce(projects=10, rounds=2, expected=expected)
@@ -75,7 +73,7 @@ async def test_the_worker_rides_out_a_database_outage(
         await wait_until_drained(get_async_redis_instance("metrics"), keys())
         proxy.cut()  # PostgreSQL unreachable while more usage arrives
         await produce(projects=10, rounds=2, expected=expected)
-        await asyncio.sleep(1.5)
+        await worker.logged("usage drain: PostgreSQL failed")
         proxy.restore()
         await wait_until_drained(get_async_redis_instance("metrics"), keys())
         status, out, err = worker.stop()

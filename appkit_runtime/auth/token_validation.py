@@ -44,7 +44,9 @@ def checked_ttl(value: object) -> float:
     """Seconds to cache an answer, clamped to 0..`MAX_AUTH_TTL_SECONDS` (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedToken("ttl", _TTL)
-    seconds = float(value)
+    # An integer beyond float's range (JSON allows `1` followed by 400 zeros) is clamped, not
+    # converted: float() would raise OverflowError, a 500 instead of a cached answer.
+    seconds = float(min(value, MAX_AUTH_TTL_SECONDS)) if isinstance(value, int) else value
     if not math.isfinite(seconds) or seconds < 0:
         raise MalformedToken("ttl", _TTL)
     return min(seconds, MAX_AUTH_TTL_SECONDS)

@@ -89,8 +89,11 @@ async def test_the_log_line_names_the_field(authority, client, caplog) -> None:
     assert "None" not in caplog.text and KEY not in caplog.text
 
 
-async def test_a_huge_ttl_is_clamped_and_the_key_cached_for_the_clamp(authority, client) -> None:
-    authority.answers[KEY] = (200, {**TOKEN_JSON, "ttl": 1e300})
+@pytest.mark.parametrize("ttl", [1e300, 10**400], ids=["float", "integer-beyond-float"])
+async def test_a_huge_ttl_is_clamped_and_the_key_cached_for_the_clamp(
+    authority, client, ttl
+) -> None:
+    authority.answers[KEY] = (200, {**TOKEN_JSON, "ttl": ttl})
     assert (await client.get("/items", headers={"X-API-Key": KEY})).status_code == 200
     assert (await client.get("/items", headers={"X-API-Key": KEY})).status_code == 200
     pttl = get_redis_instance("authentication_cache").pttl(redis_cache.redis_key(key_digest(KEY)))
@@ -136,6 +139,7 @@ def test_a_good_answer_keeps_its_token_and_clamps_its_ttl() -> None:
     token = ProjectToken("acme", "shop", scopes=frozenset({"read"}))
     assert checked_answer((token, 30)) == (token, 30.0)
     assert checked_answer((None, 1e300)) == (None, MAX_AUTH_TTL_SECONDS)
+    assert checked_answer((None, 10**400)) == (None, MAX_AUTH_TTL_SECONDS)
 
 
 def test_a_malformed_entry_in_the_redis_cache_is_a_miss() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+from redis.connection import parse_url
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "memory", "redis+cluster", "rediss+cluster"}
 DATABASE_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite"}
@@ -22,11 +24,18 @@ def check_redis_url(url: str, *, cluster: bool = False) -> None:
     _check_port(parts.netloc.rpartition("@")[2])
     if parts.scheme == "memory":
         return
+    plain = parts.scheme.removesuffix("+cluster")
+    if not (parts.path if plain == "unix" else parts.hostname):
+        # redis-py would quietly connect to localhost:6379 (or fail on an empty socket path).
+        raise ValueError("names no host" if plain != "unix" else "names no socket path")
     database = _database(parts.path if parts.scheme != "unix" else "", parts.query)
     if database and (cluster or parts.scheme.endswith("+cluster")) and int(database) != 0:
         raise ValueError(
             f"database {database} in a cluster URL; a Redis Cluster has only database 0"
         )
+    # redis-py converts query options (`socket_timeout=abc`) only when the first client is
+    # made, mid-start-up, with a traceback; its own parser says the same thing now.
+    parse_url(urlunsplit(parts._replace(scheme=plain)))
 
 
 def _database(path: str, query: str) -> str:

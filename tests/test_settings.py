@@ -32,6 +32,13 @@ BAD_SETTINGS = [
     ({"APPKIT_REDIS_URL": "redis://cache:6379/abc"}, "APPKIT_REDIS_URL: database 'abc' is not a"),
     ({"APPKIT_REDIS_URL_CACHE": "rediss://cache/7x"}, "APPKIT_REDIS_URL_CACHE: database '7x' is"),
     ({"APPKIT_REDIS_URL": "unix:///run/redis.sock?db=x"}, "APPKIT_REDIS_URL: database 'x' is"),
+    ({"APPKIT_REDIS_URL": "redis://"}, "APPKIT_REDIS_URL: names no host"),
+    ({"APPKIT_REDIS_URL": "redis+cluster:///0"}, "APPKIT_REDIS_URL: names no host"),
+    ({"APPKIT_REDIS_URL": "unix://"}, "APPKIT_REDIS_URL: names no socket path"),
+    (
+        {"APPKIT_REDIS_URL_CACHE": "redis://cache/0?max_connections=x"},
+        "APPKIT_REDIS_URL_CACHE: Invalid value for 'max_connections' in connection URL.",
+    ),
     (
         {"APPKIT_DATABASE_URL": "mysql://db/app"},
         "APPKIT_DATABASE_URL: unknown URL scheme 'mysql://'",

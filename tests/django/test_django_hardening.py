@@ -189,6 +189,8 @@ def django_project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 BAD_SETTINGS = [
     ("APPKIT_RATELIMIT_DEFAULT", "lots", "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     ("APPKIT_API_KEYS", '[{"key": "dev-key-1"}]', "APPKIT_API_KEYS: Field required (at 0.org_id)"),
+    ("APPKIT_REDIS_URL", "redis://127.0.0.1:6379/7x", "APPKIT_REDIS_URL: database '7x' is not"),
+    ("APPKIT_REDIS_URL", "redis://", "APPKIT_REDIS_URL: names no host"),
 ]
 
 

@@ -56,6 +56,12 @@ def test_a_misordered_route_is_refused_in_one_line(tmp_path: Path) -> None:
             "redis://127.0.0.1:6379/7x",
             "appkit: APPKIT_REDIS_URL: database '7x'",
         ),
+        ("APPKIT_REDIS_URL", "redis://", "appkit: APPKIT_REDIS_URL: names no host"),
+        (
+            "APPKIT_REDIS_URL",
+            "redis://127.0.0.1:6379/0?socket_timeout=abc",
+            "appkit: APPKIT_REDIS_URL: Invalid value for 'socket_timeout'",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_in_one_line(

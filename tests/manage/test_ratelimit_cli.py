@@ -201,6 +201,8 @@ def test_bad_settings_and_embedded_redis_are_one_line_exit_2(cli: Cli) -> None:
         ("redis+cluster://127.0.0.1:6379/3", "database 3 in a cluster URL"),
         ("redis://127.0.0.1:6379/abc", "database 'abc' is not a number"),
         ("http://127.0.0.1:6379/0", "unknown URL scheme 'http://'"),
+        ("redis://", "names no host"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=abc", "Invalid value for 'socket_timeout'"),
     ],
 )
 def test_a_bad_redis_url_is_one_line_exit_2(cli: Cli, url: str, problem: str) -> None:

@@ -2,7 +2,7 @@
 
 httpx logs every request's URL at INFO, credentials included, and `APPKIT_AUTH_URL` may hold
 them: the runtime turns httpx's and httpcore's loggers down to WARNING (unless the service set
-their level itself) and strips the user information from every URL httpx logs.
+their level itself) and strips the user information and query values from every URL httpx logs.
 """
 
 from __future__ import annotations
@@ -17,12 +17,18 @@ REDACTED = "***"
 
 
 def redact_url(url: str) -> str:
-    """`url` with its user information (`user:password@`) replaced by `***@`."""
+    """`url` with its user information replaced by `***@` and each query value by `***`.
+
+    Authorities are often called with their secret in the query (`?code=...`), which is as
+    much a part of `APPKIT_AUTH_URL` as a password; the names stay, to tell URLs apart.
+    """
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=f"{REDACTED}@{parts.netloc.rpartition('@')[2]}")
+    if parts.query:
+        names = [pair.partition("=")[0] for pair in parts.query.split("&")]
+        parts = parts._replace(query="&".join(f"{name}={REDACTED}" for name in names))
+    return urlunsplit(parts)
 
 
 class RedactURLCredentials(logging.Filter):

@@ -25,7 +25,7 @@ def authority(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthService]:
     server.answers[GOOD] = (200, {"org_id": "acme", "project_id": "shop"})
     server.answers[ODD] = (200, {"org_id": None, "project_id": "shop"})
     server.answers[FAILING] = (500, {"detail": "boom"})
-    url = server.url.replace("http://", f"http://authuser:{PASSWORD}@")
+    url = server.url.replace("http://", f"http://authuser:{PASSWORD}@") + f"?code={PASSWORD}"
     monkeypatch.setenv("APPKIT_AUTH_BACKEND", "http")
     monkeypatch.setenv("APPKIT_AUTH_URL", url)
     get_settings.cache_clear()
@@ -75,6 +75,7 @@ async def test_httpx_at_info_by_choice_still_logs_no_password(
         httpx_logger.setLevel(before)
     assert response.status_code == 200
     assert "HTTP Request: POST http://***@127.0.0.1:" in caplog.text
+    assert "/v1/keys/resolve?code=*** " in caplog.text
     assert_no_secret(caplog)
 
 
@@ -105,7 +106,11 @@ def test_the_django_decorator_logs_no_password_either(authority, caplog) -> None
     [
         (
             "https://user:pw@auth.example.com:8443/v1?x=1",
-            "https://***@auth.example.com:8443/v1?x=1",
+            "https://***@auth.example.com:8443/v1?x=***",
+        ),
+        (
+            "https://auth.example.com/api/resolve?code=s3cret&flag&v=2",
+            "https://auth.example.com/api/resolve?code=***&flag=***&v=***",
         ),
         ("https://token@auth.example.com/", "https://***@auth.example.com/"),
         ("http://127.0.0.1:9000/resolve", "http://127.0.0.1:9000/resolve"),

@@ -71,7 +71,12 @@ def build_table(entries: Sequence[Any]) -> StaticKeys:
             scopes=_shared(shared, frozenset(_text(shared, s) for s in entry.scopes)),
             rate_limit=_shared(shared, _rate_limit(entry.rate_limit)),
         )
-        table[_digest_of(entry)] = _shared(shared, token)
+        token = _shared(shared, token)
+        found = table.setdefault(_digest_of(entry), token)
+        if found is not token and found != token:
+            # The dict would keep the last entry: which project a key opens (and bills)
+            # would depend on the order of the file. The key itself is never named.
+            raise ValueError(f"the same key as an earlier entry, for another token (at {index})")
     return StaticKeys(table, plain)
 
 

@@ -94,6 +94,26 @@ def test_plain_keys_are_refused_in_production(monkeypatch) -> None:
         get_settings()
 
 
+@pytest.mark.parametrize("spelling", ["key_sha256", "key"])
+def test_one_key_for_two_projects_is_refused_naming_the_entry(monkeypatch, spelling) -> None:
+    second = {"key": HASHED} if spelling == "key" else {"key_sha256": ENTRIES[1]["key_sha256"]}
+    entries = [*ENTRIES, {**second, "org_id": "other", "project_id": "bill"}]
+    monkeypatch.setenv("APPKIT_API_KEYS", json.dumps(entries))
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError) as refused:
+        get_settings()
+    assert str(refused.value) == (
+        "APPKIT_API_KEYS: the same key as an earlier entry, for another token (at 2)"
+    )
+    assert HASHED not in str(refused.value)
+
+
+def test_a_key_listed_twice_for_the_same_token_is_accepted(monkeypatch) -> None:
+    monkeypatch.setenv("APPKIT_API_KEYS", json.dumps([*ENTRIES, ENTRIES[0]]))
+    get_settings.cache_clear()
+    assert ask(PLAIN)[0] == ProjectToken("acme", "shop", scopes=frozenset({"read"}))
+
+
 def test_registered_keys_resolve_until_removed() -> None:
     remove = register_static_key("reg-key-1", org_id="o", project_id="p", rate_limit="3/9")
     assert ask("reg-key-1")[0] == ProjectToken("o", "p", rate_limit=RateLimit(3, 9))

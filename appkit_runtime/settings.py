@@ -50,7 +50,9 @@ MAX_ID_LENGTH = 256
 # The longest an authority's answer may be cached (a day); longer ttls are clamped to it.
 MAX_AUTH_TTL_SECONDS = 86_400.0
 
-_RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+# ASCII digits, at most 10 (2**31 - 1 has 10): `\d` takes any script's digits, and int() stops
+# past 4300 digits with its own message.
+_RATE_LIMIT = re.compile(r"^\s*([0-9]{1,10})\s*/\s*([0-9]{1,10})\s*$")
 
 
 class RateLimit(NamedTuple):

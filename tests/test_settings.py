@@ -65,6 +65,9 @@ BAD_SETTINGS = [
     ),
     ({"APPKIT_RATELIMIT_DEFAULT": "ten"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     ({"APPKIT_RATELIMIT_DEFAULT": "0/60"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
+    # Python's int() takes other scripts' digits and stops at 4300 digits with its own message.
+    ({"APPKIT_RATELIMIT_DEFAULT": "\u0665/60"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
+    ({"APPKIT_RATELIMIT_DEFAULT": "1" + "0" * 5000 + "/60"}, "APPKIT_RATELIMIT_DEFAULT: expected"),
     (
         {"APPKIT_ENV": "staging"},
         "APPKIT_ENV: Input should be 'development', 'test' or 'production'",

@@ -31,6 +31,7 @@ from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.urls import (
     DatabaseURL,
     async_database_url,
+    check_authority_url,
     check_database_url,
     check_redis_url,
 )
@@ -254,6 +255,11 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "APPKIT_AUTH_URL: not set, and APPKIT_AUTH_BACKEND=http needs the authority's URL"
             )
+        if self.auth_backend == "http" and self.auth_url:
+            try:
+                check_authority_url(self.auth_url)
+            except ValueError as error:
+                raise ConfigurationError(f"APPKIT_AUTH_URL: {error}") from None
         return self
 
     @model_validator(mode="after")

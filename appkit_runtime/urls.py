@@ -47,6 +47,20 @@ def _database(path: str, query: str) -> str:
     return database
 
 
+def check_authority_url(url: str) -> None:
+    """Raise `ValueError` unless `url` is an http(s) URL with a host and a valid port.
+
+    httpx reads it only on the first key lookup: a typo would make every uncached key a 503
+    (or, for a bad port, a 500) instead of a refusal at start-up.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise ValueError(f"unknown URL scheme {parts.scheme + '://'!r}; use http or https")
+    _check_port(parts.netloc.rpartition("@")[2])
+    if not parts.hostname:
+        raise ValueError("names no host")
+
+
 def check_database_url(url: str) -> None:
     """Raise `ValueError` unless `url` is a PostgreSQL or SQLite URL."""
     parts = urlsplit(url)

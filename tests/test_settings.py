@@ -63,6 +63,19 @@ BAD_SETTINGS = [
         {"APPKIT_AUTH_BACKEND": "http"},
         "APPKIT_AUTH_URL: not set, and APPKIT_AUTH_BACKEND=http needs the authority's URL",
     ),
+    (
+        {"APPKIT_AUTH_BACKEND": "http", "APPKIT_AUTH_URL": "ftp://u:s3cret@auth/"},
+        "APPKIT_AUTH_URL: unknown URL scheme 'ftp://'; use http or https",
+    ),
+    (
+        {"APPKIT_AUTH_BACKEND": "http", "APPKIT_AUTH_URL": "auth.internal/resolve"},
+        "APPKIT_AUTH_URL: unknown URL scheme '://'",
+    ),
+    (
+        {"APPKIT_AUTH_BACKEND": "http", "APPKIT_AUTH_URL": "http://u:s3cret@auth:port/"},
+        "APPKIT_AUTH_URL: port 'port' is not a number",
+    ),
+    ({"APPKIT_AUTH_BACKEND": "http", "APPKIT_AUTH_URL": "https://"}, "APPKIT_AUTH_URL: names no"),
     ({"APPKIT_RATELIMIT_DEFAULT": "ten"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     ({"APPKIT_RATELIMIT_DEFAULT": "0/60"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     # Python's int() takes other scripts' digits and stops at 4300 digits with its own message.

@@ -156,6 +156,14 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: tuple[str, ...]) -> No
     assert ran.err.startswith("python -m appkit_runtime.manage: error: ")
 
 
+def test_an_id_no_token_can_carry_is_refused_naming_the_bound(cli: Cli) -> None:
+    ran = cli("ratelimit", "set-org", "--org-id", "o" * 257, *SEARCH, *LIMIT)
+
+    assert (ran.status, ran.out, ran.err.count("\n")) == (2, "", 1)
+    assert "argument --org-id: at most 256 characters (got 257)" in ran.err
+    assert cli("ratelimit", "list-org", "--org-id", "o" * 256).status == 0
+
+
 def test_a_limit_too_big_for_redis_names_the_bound(cli: Cli) -> None:
     too_big = ("--max-requests", "2147483648", "--expiry", "60")
     ran = cli("ratelimit", "set-org", *ORG, *SEARCH, *too_big)

@@ -48,6 +48,9 @@ SECRET_FIELDS = {"api_keys", "database_url", "redis_url", "auth_url"}
 
 # Org and project ids become parts of Redis key names; longer ones are refused everywhere.
 MAX_ID_LENGTH = 256
+# They are written into log lines too, where a line break or other control character in one
+# would forge or hide lines; refused everywhere as well.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # The longest an authority's answer may be cached (a day); longer ttls are clamped to it.
 MAX_AUTH_TTL_SECONDS = 86_400.0
 
@@ -84,6 +87,13 @@ class StaticKey(BaseModel):
     product: str | None = None
     scopes: tuple[str, ...] = ()
     rate_limit: str | None = None
+
+    @field_validator("org_id", "project_id")
+    @classmethod
+    def _printable_id(cls, value: str) -> str:
+        if CONTROL_CHARACTERS.search(value):
+            raise ValueError("must not contain control characters such as line breaks")
+        return value
 
     @field_validator("key_sha256")
     @classmethod

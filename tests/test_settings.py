@@ -85,6 +85,10 @@ BAD_SETTINGS = [
         {"APPKIT_ENV": "staging"},
         "APPKIT_ENV: Input should be 'development', 'test' or 'production'",
     ),
+    (
+        {"APPKIT_API_KEYS": json.dumps([{"key": "k", "org_id": "a\nb", "project_id": "p"}])},
+        "APPKIT_API_KEYS: must not contain control characters such as line breaks (at 0.org_id)",
+    ),
     ({"APPKIT_API_KEYS": "[{"}, "APPKIT_API_KEYS: is not valid JSON"),
     ({"APPKIT_API_KEYS": "/no/such/file.json"}, "APPKIT_API_KEYS: is neither a JSON list"),
     (

@@ -11,10 +11,16 @@ import math
 from typing import Any
 
 from appkit_runtime.errors import AuthorityUnavailable
-from appkit_runtime.settings import MAX_AUTH_TTL_SECONDS, MAX_ID_LENGTH, RateLimit, parse_rate_limit
+from appkit_runtime.settings import (
+    CONTROL_CHARACTERS,
+    MAX_AUTH_TTL_SECONDS,
+    MAX_ID_LENGTH,
+    RateLimit,
+    parse_rate_limit,
+)
 from appkit_runtime.tokens import ProjectToken
 
-_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
+_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters, without control characters"
 _TTL = "a finite number of seconds, at least 0"
 
 
@@ -28,7 +34,11 @@ class MalformedToken(AuthorityUnavailable):
 
 def checked_id(field: str, value: object) -> str:
     """`value` if it is an org or project id the Redis key builders take."""
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_ID_LENGTH
+        or CONTROL_CHARACTERS.search(value)
+    ):
         raise MalformedToken(field, _ID)
     return value
 

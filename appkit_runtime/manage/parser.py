@@ -6,7 +6,7 @@ import argparse
 from typing import NoReturn
 
 from appkit_runtime.ratelimit.limiter import MAX_LIMIT_VALUE
-from appkit_runtime.settings import MAX_ID_LENGTH
+from appkit_runtime.settings import CONTROL_CHARACTERS, MAX_ID_LENGTH
 
 
 class UsageError(Exception):
@@ -48,12 +48,14 @@ def endpoint(text: str) -> str:
 
 
 def identifier(text: str) -> str:
-    """An organisation or project id: non-empty text no longer than a token's ids may be.
+    """An organisation or project id, as a token may carry it: non-empty, printable, short.
 
     A longer id is refused rather than stored: no token can carry it, so it would never apply.
     """
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    if CONTROL_CHARACTERS.search(text):
+        raise argparse.ArgumentTypeError("must not contain control characters")
     if len(text) > MAX_ID_LENGTH:
         raise argparse.ArgumentTypeError(f"at most {MAX_ID_LENGTH} characters (got {len(text)})")
     return text

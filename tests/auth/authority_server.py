@@ -59,6 +59,8 @@ def malformed_answers(token: dict[str, Any]) -> dict[str, tuple[Any, str]]:
         "list-and-dict-ids": ({**token, "org_id": ["a"], "project_id": {"b": 1}}, "org_id"),
         "number-project": ({**token, "project_id": 7}, "project_id"),
         "overlong-project": ({**token, "project_id": "p" * 257}, "project_id"),
+        "line-break-in-org": ({**token, "org_id": "acme\r\nFAKE line"}, "org_id"),
+        "nul-in-project": ({**token, "project_id": "sh\x00op"}, "project_id"),
         "missing-org": ({k: v for k, v in token.items() if k != "org_id"}, "org_id"),
         "scopes-a-string": ({**token, "scopes": "read"}, "scopes"),
         "scopes-a-dict": ({**token, "scopes": {"read": True}}, "scopes"),

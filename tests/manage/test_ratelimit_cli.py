@@ -142,6 +142,7 @@ BAD_INPUT = {
     "negative ttl": ("ratelimit", "set", *PROJECT, *SEARCH, *LIMIT, "--ttl", "-1"),
     "endpoint without slash": ("ratelimit", "get-org", *ORG, "--endpoint", "api"),
     "empty project": ("ratelimit", "list", "--org-id", "1", "--project-id", " "),
+    "line break in org": ("ratelimit", "list-org", "--org-id", "a\nb"),
     "ttl on get": ("ratelimit", "get", *PROJECT, *SEARCH, "--ttl", "5"),
 }
 

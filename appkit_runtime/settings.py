@@ -88,10 +88,10 @@ class StaticKey(BaseModel):
     scopes: tuple[str, ...] = ()
     rate_limit: str | None = None
 
-    @field_validator("org_id", "project_id")
+    @field_validator("org_id", "project_id", "key_id", "product")
     @classmethod
-    def _printable_id(cls, value: str) -> str:
-        if CONTROL_CHARACTERS.search(value):
+    def _printable_id(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL_CHARACTERS.search(value):
             raise ValueError("must not contain control characters such as line breaks")
         return value
 

@@ -44,9 +44,9 @@ def checked_id(field: str, value: object) -> str:
 
 
 def checked_optional_str(field: str, value: object) -> str | None:
-    """`value` if it is a string or None (`product`, `key_id`)."""
-    if value is not None and not isinstance(value, str):
-        raise MalformedToken(field, "a string or null")
+    """`value` if it is a string without control characters, or None (`product`, `key_id`)."""
+    if value is not None and (not isinstance(value, str) or CONTROL_CHARACTERS.search(value)):
+        raise MalformedToken(field, "a string without control characters, or null")
     return value
 
 

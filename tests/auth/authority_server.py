@@ -67,6 +67,7 @@ def malformed_answers(token: dict[str, Any]) -> dict[str, tuple[Any, str]]:
         "scopes-not-strings": ({**token, "scopes": ["read", 1]}, "scopes"),
         "product-a-number": ({**token, "product": 3}, "product"),
         "key-id-a-list": ({**token, "key_id": ["k"]}, "key_id"),
+        "line-break-in-key-id": ({**token, "key_id": "k1\nFAKE line"}, "key_id"),
         "rate-limit-a-number": ({**token, "rate_limit": 100}, "rate_limit"),
         "rate-limit-zero": ({**token, "rate_limit": "0/60"}, "rate_limit"),
         "ttl-true": ({**token, "ttl": True}, "ttl"),

@@ -25,6 +25,8 @@ def check_redis_url(url: str, *, cluster: bool = False) -> None:
     if parts.scheme == "memory":
         return
     plain = parts.scheme.removesuffix("+cluster")
+    if "," in parts.netloc.rpartition("@")[2]:
+        raise ValueError("names several hosts; give one (a cluster client finds the other nodes)")
     if not (parts.path if plain == "unix" else parts.hostname):
         # redis-py would quietly connect to localhost:6379 (or fail on an empty socket path).
         raise ValueError("names no host" if plain != "unix" else "names no socket path")

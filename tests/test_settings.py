@@ -36,6 +36,10 @@ BAD_SETTINGS = [
     ({"APPKIT_REDIS_URL": "redis+cluster:///0"}, "APPKIT_REDIS_URL: names no host"),
     ({"APPKIT_REDIS_URL": "unix://"}, "APPKIT_REDIS_URL: names no socket path"),
     (
+        {"APPKIT_REDIS_URL": "redis+cluster://node1:7000,node2:7001"},
+        "APPKIT_REDIS_URL: names several hosts; give one (a cluster client finds the other nodes)",
+    ),
+    (
         {"APPKIT_REDIS_URL_CACHE": "redis://cache/0?max_connections=x"},
         "APPKIT_REDIS_URL_CACHE: Invalid value for 'max_connections' in connection URL.",
     ),

@@ -44,7 +44,9 @@ def _trusted(address: str, networks: tuple[_Network, ...]) -> bool:
         parsed = ip_address(address)
     except ValueError:
         return False
-    return any(parsed in network for network in networks)
+    # A dual-stack listener reports an IPv4 peer as ::ffff:a.b.c.d, which no IPv4 network holds.
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return any((mapped or parsed) in network or parsed in network for network in networks)
 
 
 def client_address(peer: str | None, forwarded_for: str | None, proxies: tuple[str, ...]) -> str:

@@ -107,6 +107,9 @@ async def test_forwarded_for_lines_are_one_list(monkeypatch: pytest.MonkeyPatch)
         ("10.0.0.1", " , ", "10.0.0.1"),
         (None, "1.1.1.1", "unknown"),
         ("2001:db8::1", "2001:db8::2, 3.3.3.3", "3.3.3.3"),
+        # A dual-stack listener shows an IPv4 proxy as ::ffff:10.0.0.1: still that proxy.
+        ("::ffff:10.0.0.1", "1.1.1.1", "1.1.1.1"),
+        ("10.0.0.1", "1.1.1.1, ::ffff:10.0.0.2", "1.1.1.1"),
     ],
 )
 def test_client_address(peer: str | None, forwarded: str | None, expected: str) -> None:

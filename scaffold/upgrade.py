@@ -36,6 +36,7 @@ def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
     try:
         service = find_service(project_dir)
         _check_recorded(service.answers)
+        _check_source(service.answers)
         repository = _check_clean(service.root)
         if dry_run:
             return _dry_run(service.root, repository, to)
@@ -60,6 +61,18 @@ def _check_recorded(answers: dict[str, Any]) -> None:
             "rendered from a template copy that is no git repository; set _src_path to "
             "appkit's repository and _commit to the vX.Y.Z its appkit-runtime~= pin names, "
             "commit, and retry"
+        )
+
+
+def _check_source(answers: dict[str, Any]) -> None:
+    """Refuses a relative `_src_path`: copier and the move script each resolve it from their
+    own working folder, so it names a different repository, or none, in each."""
+    source = str(answers.get("_src_path", ""))
+    remote = "://" in source or source.startswith(("gh:", "gl:", "git@"))
+    if source and not remote and not Path(source).expanduser().is_absolute():
+        raise Refusal(
+            f"refusing to upgrade: {ANSWERS_FILE} records _src_path {source!r}, a relative "
+            "path; set it to the absolute path or URL of appkit's repository, commit, and retry"
         )
 
 

@@ -30,6 +30,12 @@ SERVICE_FOLDERS = {
     "tests": "is the service's tests folder",
     "migrations": "is the service's migrations folder",
 }
+# What `python -m venv` puts in the environment the service installs into: a distribution of the
+# same name would replace it (`pip install -e .` of a service named pip uninstalls pip).
+INSTALLERS = {
+    "pip": "is the installer in the service's environment",
+    "setuptools": "is installed in the service's environment by python -m venv",
+}
 # A service installs the runtime with these extras for development, whatever form its
 # requirement takes in the template (a range, or a direct reference to a tag).
 RUNTIME = Requirement("appkit-runtime[embedded,scaffold,testing]")
@@ -106,6 +112,7 @@ def taken_names(pyproject: str) -> dict[str, str]:
     """`{name: why}` for every package name that cannot work, why in a few words."""
     taken = {name: "is a Python keyword" for name in keyword.kwlist if name.islower()}
     taken.update(SERVICE_FOLDERS)
+    taken.update(INSTALLERS)
     taken.update(tests_folder_modules())
     for name in sorted(stdlib_modules()):
         taken.setdefault(name, "is a standard-library module")

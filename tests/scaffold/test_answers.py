@@ -55,6 +55,7 @@ DEFAULTS = {
     "Redis": "svc_redis",
     "Acme Orders": "acme_orders",
     "Conftest": "svc_conftest",
+    "Pip": "svc_pip",
     "Test Health": "svc_test_health",
 }
 
@@ -71,6 +72,7 @@ REFUSED = {
     "json": "is a standard-library module",
     "tests": "is the service's tests folder",
     "conftest": "is a module of the service's tests folder",
+    "pip": "is the installer in the service's environment",
     "test_health": "is a module of the service's tests folder",
     "test_items": "is a module of the service's tests folder",
     "class": "is a Python keyword",

@@ -12,7 +12,7 @@ from pathlib import Path
 from scaffold.errors import ScaffoldError
 from scaffold.project import ANSWERS_FILE, Service, find_answers_file, read_answers
 
-_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.MULTILINE)
+_MARKER = re.compile(r"^(<{7}|>{7})(?: |\r?$)", re.MULTILINE)
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "build", "dist"}
 
 
@@ -55,9 +55,13 @@ def conflict_markers(root: Path) -> list[str]:
     found = []
     for path in _files(root):
         try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError):
+            data = path.read_bytes()
+        except OSError:
             continue
+        if b"\0" in data:  # binary: no merge writes markers into it
+            continue
+        # A merge keeps the team's bytes, whatever their encoding: markers are ASCII in all.
+        text = data.decode("utf-8", errors="surrogateescape")
         for match in _MARKER.finditer(text):
             line = text.count("\n", 0, match.start()) + 1
             found.append(f"{path.relative_to(root).as_posix()}:{line}: conflict marker {match[1]}")

@@ -23,6 +23,9 @@ _PATH = re.compile(rf"/|(?:/{_SEGMENT})+/?")
 _PARAM = re.compile(r"\{([^{}]*)\}")
 _RATE_LIMIT = re.compile(r"[1-9][0-9]*/[1-9][0-9]*")
 _SCOPE = re.compile(r"[A-Za-z0-9:._/*+-]+")
+# The longest name and path whose rendered module and tests stay within ruff's 100 columns.
+MAX_NAME = 40
+MAX_PATH = 80
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Endpoint:
             )
         if keyword.iskeyword(name) or name.startswith("__"):
             raise UsageProblem(f"bad endpoint name {name!r}: it is a Python keyword or dunder")
+        if len(name) > MAX_NAME:
+            raise UsageProblem(
+                f"bad endpoint name {name[:20]!r}...: {len(name)} characters, at most {MAX_NAME}"
+            )
         if self.method not in METHODS:
             raise UsageProblem(f"bad method {self.method!r}: use one of {', '.join(METHODS)}")
         self._check_path()
@@ -80,6 +87,10 @@ class Endpoint:
         path = self.route_path
         if not path.startswith("/"):
             raise UsageProblem(f"bad path {path!r}: it must start with /")
+        if len(path) > MAX_PATH:
+            raise UsageProblem(
+                f"bad path {path[:20]!r}...: {len(path)} characters, at most {MAX_PATH}"
+            )
         params = _PARAM.findall(path)
         for param in params:
             if not _NAME.fullmatch(param) or keyword.iskeyword(param):

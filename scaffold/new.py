@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -34,7 +35,11 @@ def new_service(
     from copier.errors import CopierError
     from plumbum import ProcessExecutionError
 
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    try:
+        in_the_way = dest.exists() and (not dest.is_dir() or any(dest.iterdir()))
+    except OSError as error:  # a name too long for the file system, a folder it cannot read
+        raise UsageProblem(f"bad DEST {_short(dest)}: {error.strerror}") from None
+    if in_the_way:
         raise Conflict(f"{dest} exists and is not an empty folder")
     if template:
         source, ref = template, vcs_ref or f"v{__version__}"
@@ -56,7 +61,9 @@ def new_service(
     except (CopierError, ProcessExecutionError) as error:
         _remove_if_empty(dest)
         raise UsageProblem(f"cannot render {source} at {ref}: {_first_line(error)}") from None
-    print(f"new service in {dest}: cd {dest} && pip install -e '.[dev]' && pytest")
+    print(
+        f"new service in {dest}: cd {shlex.quote(str(dest))} && pip install -e '.[dev]' && pytest"
+    )
     if ref is None:
         print(
             "note: rendered from the template this installation carries, which is no git "
@@ -65,6 +72,12 @@ def new_service(
             file=sys.stderr,
         )
     return 0
+
+
+def _short(dest: Path) -> str:
+    """`dest` quoted, its first 40 characters only when it is longer."""
+    text = str(dest)
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
 
 
 def _remove_if_empty(dest: Path) -> None:

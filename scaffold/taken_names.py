@@ -23,11 +23,18 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 TAKEN_NAMES_FILE = ROOT / "template" / ".snippets" / "taken_names.txt"
 SERVICE_PYPROJECT = ROOT / "template" / "pyproject.toml.jinja"
+SERVICE_TESTS = ROOT / "template" / "tests"
 
 # Top-level folders of every service, importable from its root as packages.
 SERVICE_FOLDERS = {
     "tests": "is the service's tests folder",
     "migrations": "is the service's migrations folder",
+}
+# What `python -m venv` puts in the environment the service installs into: a distribution of the
+# same name would replace it (`pip install -e .` of a service named pip uninstalls pip).
+INSTALLERS = {
+    "pip": "is the installer in the service's environment",
+    "setuptools": "is installed in the service's environment by python -m venv",
 }
 # A service installs the runtime with these extras for development, whatever form its
 # requirement takes in the template (a range, or a direct reference to a tag).
@@ -35,6 +42,18 @@ RUNTIME = Requirement("appkit-runtime[embedded,scaffold,testing]")
 # A requirement's name and extras at the start of a quoted dependency string.
 _REQUIREMENT = re.compile(r'^\s*"([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9_,\s-]*\])?)', re.M)
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def tests_folder_modules(folder: Path = SERVICE_TESTS) -> dict[str, str]:
+    """The modules of the service's `tests/`: pytest imports them as top-level names.
+
+    `tests/` is no package, so pytest puts it on `sys.path` and imports `conftest` and each
+    `test_*.py` under its bare name, hiding a package of that name (or hidden by it).
+    """
+    names = (re.sub(r"\{%.*?%\}", "", path.name) for path in folder.iterdir())
+    modules = (name.removesuffix(".jinja") for name in names)
+    why = "is a module of the service's tests folder"
+    return {name.removesuffix(".py"): why for name in modules if name.endswith(".py")}
 
 
 def stdlib_modules() -> set[str]:
@@ -93,6 +112,8 @@ def taken_names(pyproject: str) -> dict[str, str]:
     """`{name: why}` for every package name that cannot work, why in a few words."""
     taken = {name: "is a Python keyword" for name in keyword.kwlist if name.islower()}
     taken.update(SERVICE_FOLDERS)
+    taken.update(INSTALLERS)
+    taken.update(tests_folder_modules())
     for name in sorted(stdlib_modules()):
         taken.setdefault(name, "is a standard-library module")
     needed_by = dependency_closure([RUNTIME, *service_requirements(pyproject)])

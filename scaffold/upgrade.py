@@ -36,6 +36,7 @@ def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
     try:
         service = find_service(project_dir)
         _check_recorded(service.answers)
+        _check_source(service.answers)
         repository = _check_clean(service.root)
         if dry_run:
             return _dry_run(service.root, repository, to)
@@ -60,6 +61,18 @@ def _check_recorded(answers: dict[str, Any]) -> None:
             "rendered from a template copy that is no git repository; set _src_path to "
             "appkit's repository and _commit to the vX.Y.Z its appkit-runtime~= pin names, "
             "commit, and retry"
+        )
+
+
+def _check_source(answers: dict[str, Any]) -> None:
+    """Refuses a relative `_src_path`: copier and the move script each resolve it from their
+    own working folder, so it names a different repository, or none, in each."""
+    source = str(answers.get("_src_path", ""))
+    remote = "://" in source or source.startswith(("gh:", "gl:", "git@"))
+    if source and not remote and not Path(source).expanduser().is_absolute():
+        raise Refusal(
+            f"refusing to upgrade: {ANSWERS_FILE} records _src_path {source!r}, a relative "
+            "path; set it to the absolute path or URL of appkit's repository, commit, and retry"
         )
 
 
@@ -105,9 +118,11 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
                     defaults=True,
                     quiet=True,
                 )
+            moves = moves_file.read_text(encoding="utf-8").splitlines()
+            kept = _keep_edited_removals(root, old_answers, moves, Path(scratch) / "old")
             fresh, is_skipped = _render_fresh(root, Path(scratch) / "fresh")
             summary = summarize(root, ANSWERS_FILE, fresh, is_skipped, old_answers)
-            summary.moves = moves_file.read_text(encoding="utf-8").splitlines()
+            summary.moves, summary.kept = moves, kept
             return summary
     except (
         CopierError,
@@ -121,22 +136,51 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
         raise Refusal(f"upgrade failed, nothing changed: {reason}") from None
 
 
-def _render_fresh(root: Path, into: Path) -> tuple[Path, Callable[[Path], bool]]:
-    """The new version rendered from scratch with the service's new answers, and its skip test."""
+def _keep_edited_removals(
+    root: Path, old_answers: dict[str, Any], moves: list[str], into: Path
+) -> list[str]:
+    """Put back each file the update deleted (the template dropped it) that the team had edited.
+
+    Copier deletes a dropped file whatever it holds; the team's edits stay, for it to decide.
+    Returns the paths put back. Files the move script carried elsewhere are not concerned.
+    """
+    moved = {line.split(" ", 1)[1].split(" -> ")[0] for line in moves if line.startswith("moved ")}
+    deleted = git("diff", "--name-only", "-z", "--relative", "--diff-filter=D", "HEAD", cwd=root)
+    removed = [path for path in deleted.split("\0") if path and path not in moved]
+    if not removed:
+        return []
+    _render(old_answers, str(old_answers["_commit"]), into)
+    kept = []
+    for path in removed:
+        team = subprocess.run(["git", "show", f"HEAD:./{path}"], cwd=root, capture_output=True)
+        base = into / path
+        if not base.is_file() or base.read_bytes() != team.stdout:
+            git("checkout", "HEAD", "--", path, cwd=root)
+            kept.append(path)
+    return kept
+
+
+def _render(answers: dict[str, Any], ref: str, into: Path) -> Any:
+    """The template at `ref` rendered with the service's `answers`; copier's worker."""
     import copier
 
-    answers = read_answers(root / ANSWERS_FILE)
     data = {key: value for key, value in answers.items() if not key.startswith("_")}
-    worker = copier.run_copy(
+    return copier.run_copy(
         str(answers["_src_path"]),
         into,
         data=data,
-        vcs_ref=str(answers["_commit"]),
+        vcs_ref=ref,
         defaults=True,
         quiet=True,
         unsafe=True,
         skip_tasks=True,
     )
+
+
+def _render_fresh(root: Path, into: Path) -> tuple[Path, Callable[[Path], bool]]:
+    """The new version rendered from scratch with the service's new answers, and its skip test."""
+    answers = read_answers(root / ANSWERS_FILE)
+    worker = _render(answers, str(answers["_commit"]), into)
     return into, worker.match_skip
 
 

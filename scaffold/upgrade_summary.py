@@ -72,6 +72,7 @@ class Summary:
     updated: dict[str, str] = field(default_factory=dict)
     conflicts: dict[str, list[int]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -85,6 +86,9 @@ class Summary:
         out += [f"  {path}:{line}" for path, lines in self.conflicts.items() for line in lines]
         out.append(f"files skipped ({len(self.skipped)}): yours kept, the template's differs")
         out += [f"  {path}" for path in self.skipped]
+        if self.kept:
+            out.append(f"files kept ({len(self.kept)}): the template dropped them, yours has edits")
+            out += [f"  {path}" for path in self.kept]
         out.append(f"answers changed ({len(self.answers)})")
         out += [f"  {change}" for change in self.answers]
         return out

@@ -85,6 +85,22 @@ def test_added_endpoints_pass_ruff_and_the_service_suite_on_real_servers(
     assert passed(run) == 11 + 3 * 4 + 1
 
 
+def test_the_longest_name_and_path_it_takes_stay_ruff_clean(
+    scaffold: Scaffold, service: Path
+) -> None:
+    name, path = "n" * 39, "/" + "/".join(["segment"] * 6) + "/{order_id}/{item_id}/" + "x" * 9
+
+    for suffix, args in (("g", []), ("d", ["--method", "delete"]), ("p", ["--public"])):
+        result = scaffold(
+            "add-endpoint", name + suffix, "--path", path + suffix, *args, "--project-dir", service
+        )
+        assert result.code == 0, result.err
+
+    assert len(name + "g") == 40 and len(path + "g") == 80
+    ruff(service, "check", ".")
+    ruff(service, "format", "--check", ".")
+
+
 def test_a_bare_service_gets_its_first_router(
     scaffold: Scaffold, service_factory: Callable[..., Path]
 ) -> None:
@@ -143,6 +159,8 @@ def test_repeating_an_endpoint_exits_1_with_one_line_and_changes_nothing(
         (["orders", "--public", "--rate-limit", "5/60"], "need a protected endpoint"),
         (["orders", "--method", "FETCH"], "Invalid value for '--method'"),
         (["orders", "--nope"], "No such option '--nope'"),
+        (["n" * 41], "41 characters, at most 40"),
+        (["orders", "--path", "/p" * 40 + "/"], "81 characters, at most 80"),
         ([], "Missing argument 'NAME'"),
     ],
 )

@@ -54,6 +54,9 @@ DEFAULTS = {
     "3D Printer": "svc_3d_printer",
     "Redis": "svc_redis",
     "Acme Orders": "acme_orders",
+    "Conftest": "svc_conftest",
+    "Pip": "svc_pip",
+    "Test Health": "svc_test_health",
 }
 
 # package_name -> what the one line says
@@ -68,6 +71,10 @@ REFUSED = {
     "test": "is a standard-library module",
     "json": "is a standard-library module",
     "tests": "is the service's tests folder",
+    "conftest": "is a module of the service's tests folder",
+    "pip": "is the installer in the service's environment",
+    "test_health": "is a module of the service's tests folder",
+    "test_items": "is a module of the service's tests folder",
     "class": "is a Python keyword",
     "_": "makes no valid distribution name ('-')",
     "_private": "makes no valid distribution name",

@@ -97,6 +97,27 @@ def test_untracked_files_are_searched_and_ignored_ones_are_not(
     ]
 
 
+def test_markers_in_latin_1_and_crlf_files_are_listed_and_binary_files_skipped(
+    scaffold: Scaffold, service: Path
+) -> None:
+    git_init(service)
+    # git merge-file merges bytes: a team's Latin-1 or CRLF file keeps its encoding and endings.
+    (service / "notes.txt").write_bytes(b"caf\xe9\n<<<<<<< mine\nA\n=======\nB\n>>>>>>> new\n")
+    (service / "win.txt").write_bytes(b"<<<<<<<\r\nA\r\n=======\r\nB\r\n>>>>>>>\r\n")
+    (service / "logo.bin").write_bytes(b"\x00\x01\n<<<<<<< not text\n")
+
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        "notes.txt:2: conflict marker <<<<<<<",
+        "notes.txt:6: conflict marker >>>>>>>",
+        "win.txt:1: conflict marker <<<<<<<",
+        "win.txt:5: conflict marker >>>>>>>",
+        "check: 4 problem(s)",
+    ]
+
+
 def test_a_file_left_unmerged_lists_each_marker_once(scaffold: Scaffold, service: Path) -> None:
     # A real merge that stops on a conflict: git lists README.md once per stage (three times).
     git_init(service)

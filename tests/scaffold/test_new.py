@@ -93,6 +93,31 @@ def test_a_folder_in_the_way_exits_1(scaffold: Scaffold, tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
+def test_a_folder_name_too_long_for_the_file_system_exits_2_in_one_line(
+    scaffold: Scaffold, tmp_path: Path
+) -> None:
+    result = scaffold("new", tmp_path / ("z" * 300))
+
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert "bad DEST" in result.err and "File name too long" in result.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("from_template_repo")
+def test_the_next_steps_line_quotes_a_folder_for_the_shell(
+    scaffold: Scaffold, tmp_path: Path
+) -> None:
+    dest = tmp_path / "team space" / "C:\\x"
+
+    result = scaffold("new", dest, "--data", "include_example=false")
+
+    assert result.code == 0, result.err
+    command = result.out.strip().split(": ", 1)[1]
+    run = subprocess.run(["sh", "-c", command.split(" && ")[0] + " && pwd"], capture_output=True)
+    assert run.stdout.decode().strip() == str(dest)
+
+
 def layered_venv(path: Path) -> Path:
     """A venv without pip that sees this environment's packages after its own; its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)

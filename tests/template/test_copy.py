@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import runtime_version
+from tests.helpers import ROOT, runtime_version
 
 Factory = Callable[..., Path]
 
@@ -130,3 +130,18 @@ def test_a_bad_answer_is_refused_and_nothing_is_written(
         service_factory(**answer)
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_next_steps_cd_line_works_for_a_folder_with_spaces_and_quotes(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "team's space" / "svc one"
+    copier = Path(sys.executable).parent / "copier"
+    copy = [copier, "copy", "--defaults", "--vcs-ref", "HEAD", "-d", "package_name=svc_one"]
+
+    run = subprocess.run([*copy, ROOT, dest], capture_output=True, text=True)
+
+    assert run.returncode == 0, run.stderr
+    cd = next(line.strip() for line in run.stderr.splitlines() if line.strip().startswith("cd "))
+    moved = subprocess.run(["sh", "-c", f"{cd} && pwd"], capture_output=True, text=True)
+    assert moved.stdout.strip() == str(dest)

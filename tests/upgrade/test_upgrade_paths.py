@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from scaffold.upgrade import upgrade
-from tests.helpers import git, git_save, render_service
+from tests.helpers import git, git_init, git_save, render_service
 from tests.upgrade.conftest import SCAFFOLD, V1, V2, edit, release_v2, tree
 
 
@@ -103,3 +104,26 @@ def test_outside_a_service_or_git_repository_is_refused(
     assert upgrade(service, to=None, dry_run=True) == 2
     assert capsys.readouterr().err.startswith(f"refusing to upgrade: {service} is not in a git")
     assert f"_commit: {V1}\n" in (service / ".copier-answers.yml").read_text()
+
+
+def test_a_relative_template_path_is_refused_in_one_line_naming_the_answer(
+    appkit: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # `copier copy . ../svc`, as from inside appkit's checkout, records `_src_path: .`.
+    service = tmp_path / "relative"
+    copier = Path(sys.executable).parent / "copier"
+    copy = [copier, "copy", "--quiet", "--defaults", "-d", "package_name=relative", "."]
+    subprocess.run([*copy, service], cwd=appkit, check=True)
+    assert "_src_path: .\n" in (service / ".copier-answers.yml").read_text()
+    git_init(service, "init")
+    release_v2(appkit)
+    before = tree(service)
+
+    run = subprocess.run([SCAFFOLD, "upgrade", "--project-dir", service], capture_output=True)
+
+    assert run.returncode == 2
+    assert run.stderr.decode().splitlines() == [
+        "refusing to upgrade: .copier-answers.yml records _src_path '.', a relative path; set "
+        "it to the absolute path or URL of appkit's repository, commit, and retry"
+    ]
+    assert tree(service) == before

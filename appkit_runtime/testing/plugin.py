@@ -8,6 +8,7 @@ its own `APPKIT_REDIS_PREFIX`; the keys under it are deleted afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +19,12 @@ import pytest_asyncio
 
 from appkit_runtime.settings import Settings, get_settings
 from appkit_runtime.testing import database, startup
+from appkit_runtime.testing.faults import (
+    appkit_auth_down,
+    appkit_database_down,
+    appkit_redis_down,
+    ratelimit_reset,
+)
 from appkit_runtime.testing.keys import api_key, reset_auth_caches
 from appkit_runtime.testing.redis_keys import delete_prefixed_keys, redis_key
 from appkit_runtime.testing.service import ServiceFixtures, appkit_transactional_db
@@ -25,11 +32,15 @@ from appkit_runtime.testing.service import ServiceFixtures, appkit_transactional
 __all__ = [
     "api_key",
     "app",
+    "appkit_auth_down",
+    "appkit_database_down",
+    "appkit_redis_down",
     "app_client",
     "appkit_prefix",
     "appkit_settings",
     "appkit_transactional_db",
     "db_session",
+    "ratelimit_reset",
     "redis",
     "redis_key",
 ]
@@ -52,6 +63,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--appkit-create-db",
         action="store_true",
         help="rebuild the test database even with --appkit-reuse-db",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "appkit_settings(**fields): APPKIT_* values for this test, as the appkit_settings "
+        'fixture sets them (ratelimit_default="3/60")',
     )
 
 
@@ -115,17 +134,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _appkit_isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh key prefix and fresh runtime caches for every test."""
+def _appkit_isolation(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh key prefix, the `appkit_settings` marks' values and fresh runtime caches."""
     prefix = f"appkit-test:{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("APPKIT_ENV", "test")
     monkeypatch.setenv("APPKIT_REDIS_PREFIX", prefix)
+    # The closest mark last, so a test's own values win over its module's or class's.
+    for mark in reversed(list(request.node.iter_markers("appkit_settings"))):
+        _set_appkit_environ(monkeypatch, mark.kwargs)
     get_settings.cache_clear()
     reset_auth_caches()
     yield prefix
     delete_prefixed_keys(prefix)
     get_settings.cache_clear()
     reset_auth_caches()
+
+
+def _set_appkit_environ(monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any]) -> None:
+    """`APPKIT_<FIELD>` for each field: strings as they are, None unsets, others as JSON."""
+    for field, value in fields.items():
+        variable = f"APPKIT_{field.upper()}"
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        elif isinstance(value, str):
+            monkeypatch.setenv(variable, value)
+        else:
+            monkeypatch.setenv(variable, json.dumps(value))
 
 
 @pytest.fixture
@@ -137,17 +173,9 @@ def appkit_prefix(_appkit_isolation: str) -> str:
 @pytest.fixture
 def appkit_settings(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
     """`appkit_settings(ratelimit_default="5/60", ...)` sets `APPKIT_*` for this test only."""
-    import json
 
     def configure(**fields: Any) -> Settings:
-        for field, value in fields.items():
-            variable = f"APPKIT_{field.upper()}"
-            if value is None:
-                monkeypatch.delenv(variable, raising=False)
-            elif isinstance(value, str):
-                monkeypatch.setenv(variable, value)
-            else:
-                monkeypatch.setenv(variable, json.dumps(value))
+        _set_appkit_environ(monkeypatch, fields)
         get_settings.cache_clear()
         return get_settings()
 

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from appkit_runtime.testing.transaction import shared_transaction, truncate_tables
 
 TRANSACTIONAL = "appkit_transactional_db"
+# Fixtures whose tests must not run in the shared transaction.
+UNSHARED = frozenset({TRANSACTIONAL, "appkit_database_down"})
 
 
 class ServiceFixtures:
@@ -30,6 +32,9 @@ class ServiceFixtures:
         if TRANSACTIONAL in request.fixturenames:
             yield None
             await truncate_tables()
+            return
+        if UNSHARED.intersection(request.fixturenames):
+            yield None
             return
         async with shared_transaction() as connection:
             yield connection

@@ -129,7 +129,47 @@ async def test_appkit_transactional_db_commits_for_real(
     assert names == ["committed"]
 '''
 
-SERVICE_TESTS = 11 + 9  # the template's own, and PROMISES
+FAULTS = """
+\"\"\"The plugin's fault and time fixtures, and its settings mark.\"\"\"
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.appkit_settings(ratelimit_default="2/600")
+async def test_ratelimit_reset_ends_the_window_of_the_marked_limit(
+    app_client, api_key, ratelimit_reset
+):
+    headers = {"Authorization": f"Bearer {api_key('reset-org', 'reset-project')}"}
+    statuses = [(await app_client.get("/items", headers=headers)).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+    assert await ratelimit_reset("reset-org", "reset-project", "/items")
+    assert (await app_client.get("/items", headers=headers)).status_code == 200
+
+
+async def test_appkit_redis_down_makes_the_service_unready(app_client, appkit_redis_down):
+    response = await app_client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"] != "ok"
+
+
+async def test_appkit_database_down_answers_503(app_client, api_key, appkit_database_down):
+    response = await app_client.get("/items", headers={"Authorization": f"Bearer {api_key()}"})
+
+    assert response.status_code == 503
+
+
+async def test_appkit_auth_down_answers_503_for_an_unknown_key(app_client, appkit_auth_down):
+    response = await app_client.get("/items", headers={"Authorization": "Bearer not-cached"})
+
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+"""
+
+SERVICE_TESTS = 11 + 9 + 4  # the template's own, PROMISES and FAULTS
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +189,12 @@ def plugged(
     (migration,) = (service / "migrations" / "versions").glob("*_tags.py")
     assert "create_table('tags'" in migration.read_text().replace('"', "'")
     revision = migration.name.split("_", 1)[0]
-    build_file_tree({service / "tests" / "test_promises.py": PROMISES.format(revision=revision)})
+    build_file_tree(
+        {
+            service / "tests" / "test_promises.py": PROMISES.format(revision=revision),
+            service / "tests" / "test_faults.py": FAULTS,
+        }
+    )
     return service
 
 

@@ -107,7 +107,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # From here on everything in this process, the migrations included, uses the test database.
     os.environ["APPKIT_DATABASE_URL"] = test_database.text
     get_settings.cache_clear()
-    database.build_schema(config.rootpath)
+    try:
+        database.build_schema(config.rootpath)
+    except pytest.UsageError:
+        database.drop_test_database(test_database)  # no session finish follows a failed start
+        raise
     config.stash[TEST_DATABASE] = test_database
     config.stash[SERVICE_APP] = app
     config.pluginmanager.register(ServiceFixtures(app), "appkit-service")

@@ -24,6 +24,8 @@ from appkit_runtime.settings import async_database_url, get_settings
 
 _engines: LoopCache[AsyncEngine] = LoopCache()
 _sessionmakers: LoopCache[async_sessionmaker[AsyncSession]] = LoopCache()
+# Set by the pytest plugin: the app's sessions join the test's own transaction.
+_bound_sessionmakers: dict[str, async_sessionmaker[AsyncSession]] = {}
 
 
 def database_url(name: str = "default") -> str:
@@ -37,11 +39,12 @@ def database_url(name: str = "default") -> str:
     return async_database_url(url)
 
 
-def _make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, **options: Any) -> AsyncEngine:
+    """A new engine for `url` (outside the per-loop cache), SQLite set up for savepoints."""
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, **options)
     # SQLite serialises writers: wait for the lock instead of failing at once.
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
     # pysqlite's own transaction handling breaks SAVEPOINT (which rolled-back test sessions
     # rely on): let SQLAlchemy emit BEGIN itself, as its SQLite documentation recommends.
     event.listen(engine.sync_engine, "connect", _sqlite_autocommit_driver)
@@ -60,15 +63,29 @@ def _sqlite_begin(connection: Any) -> None:
 def get_engine(name: str = "default") -> AsyncEngine:
     """The engine of database `name` for the running loop, made on first use."""
     url = database_url(name)
-    return _engines.get(f"{name}\n{url}", lambda: _make_engine(url))
+    return _engines.get(f"{name}\n{url}", lambda: make_engine(url))
 
 
 def get_sessionmaker(name: str = "default") -> async_sessionmaker[AsyncSession]:
-    """The `async_sessionmaker` bound to `get_engine(name)`."""
+    """The `async_sessionmaker` bound to `get_engine(name)` (or the one `bind_sessions` set)."""
+    bound = _bound_sessionmakers.get(name)
+    if bound is not None:
+        return bound
     url = database_url(name)
     return _sessionmakers.get(
         f"{name}\n{url}", lambda: async_sessionmaker(get_engine(name), expire_on_commit=False)
     )
+
+
+def bind_sessions(name: str, maker: async_sessionmaker[AsyncSession] | None) -> None:
+    """Make `get_sessionmaker(name)` return `maker` until called again with None.
+
+    Tests bind the app's sessions to one connection whose transaction they roll back.
+    """
+    if maker is None:
+        _bound_sessionmakers.pop(name, None)
+    else:
+        _bound_sessionmakers[name] = maker
 
 
 def session_dependency(name: str = "default") -> Callable[[], AsyncIterator[AsyncSession]]:

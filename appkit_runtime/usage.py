@@ -147,8 +147,19 @@ def _fresh_counts_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_fresh_counts_in_child)
+
 _job_children: dict[tuple[str, str, str], Any] = {}
 _failing = False
+
+
+def reset_usage() -> None:
+    """Drop every count not yet flushed and zero the usage metrics (tests start from zero)."""
+    global _failing
+    _fresh_counts_in_child()
+    _job_children.clear()
+    JOBS_COUNTED.clear()
+    USAGE_FLUSH_FAILURES.clear()
+    _failing = False
 
 
 def count_job(

@@ -110,7 +110,8 @@ def passed(run: subprocess.CompletedProcess[str]) -> int:
     """How many tests a pytest run passed; fails unless it passed them all and nothing else."""
     assert run.returncode == 0, run.stdout
     summary = run.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"=* ?\d+ passed in [\d.]+s ?=*", summary), run.stdout
+    # pytest adds "(0:01:02)" to a run longer than a minute.
+    assert re.fullmatch(r"=* ?\d+ passed in [\d.]+s( \(\d+:\d\d:\d\d\))? ?=*", summary), run.stdout
     return int(summary.strip("= ").split()[0])
 
 

@@ -51,6 +51,11 @@ class RequestTimings(Collector):
             series.buckets[bisect_left(BUCKETS, seconds)] += 1
             series.total_seconds += seconds
 
+    def clear(self) -> None:
+        """Forget every series (tests start each from zero)."""
+        with self._lock:
+            self._series.clear()
+
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
             "appkit_http_requests",

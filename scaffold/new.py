@@ -37,7 +37,7 @@ def new_service(
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise Conflict(f"{dest} exists and is not an empty folder")
     if template:
-        source, ref = template, vcs_ref or f"v{__version__}"
+        source, ref = _recordable(template), vcs_ref or f"v{__version__}"
     else:
         packaged = template_source()
         # A git checkout of appkit renders its HEAD (the runtime installed from it); the
@@ -65,6 +65,13 @@ def new_service(
             file=sys.stderr,
         )
     return 0
+
+
+def _recordable(template: str) -> str:
+    """A local template path made absolute: copier records it, and a relative one would be
+    resolved from the service's folder by every later update."""
+    local = Path(template).expanduser()
+    return str(local.resolve()) if local.exists() else template
 
 
 def _remove_if_empty(dest: Path) -> None:

@@ -117,8 +117,18 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
         ValueError,
     ) as error:
         _restore(root)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Refusal(f"upgrade failed, nothing changed: {reason}") from None
+        raise Refusal(f"upgrade failed, nothing changed: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """The line that says what went wrong: git's `fatal:` line when git failed, else the first."""
+    stderr = str(getattr(error, "stderr", "") or "")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    if fatal:
+        return fatal[0]
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _render_fresh(root: Path, into: Path) -> tuple[Path, Callable[[Path], bool]]:

@@ -8,6 +8,7 @@ service in a temporary folder and reports the same, leaving the service as it is
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,9 @@ from scaffold.upgrade_summary import Summary, git, summarize
 REFUSED = 2
 # The variable `template/.copier_migrations/apply_moves.py` reads for where to report moves.
 MOVES_REPORT = "APPKIT_MOVES_REPORT"
+# A template source that names the same place from any folder: a URL, a copier shortcut, an
+# scp-like ssh address, or an absolute (or home-relative) path.
+_LOCATED = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|gh:|gl:|[\w.-]+@[\w.-]+:|/|~)")
 
 
 class Refusal(ScaffoldError):
@@ -60,6 +64,13 @@ def _check_recorded(answers: dict[str, Any]) -> None:
             "rendered from a template copy that is no git repository; set _src_path to "
             "appkit's repository and _commit to the vX.Y.Z its appkit-runtime~= pin names, "
             "commit, and retry"
+        )
+    source = str(answers.get("_src_path", ""))
+    if not _LOCATED.match(source):
+        raise Refusal(
+            f"refusing to upgrade: {ANSWERS_FILE} records _src_path {source!r}, a relative path "
+            "copier would resolve from the service's folder; set it to appkit's absolute path "
+            "or URL, commit, and retry"
         )
 
 

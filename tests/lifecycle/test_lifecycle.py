@@ -205,3 +205,26 @@ def test_upgrade_from_an_unreachable_template_exits_2_and_changes_nothing(
     assert err.startswith("upgrade failed, nothing changed: ")
     assert git("status", "--porcelain", cwd=service) == ""
     assert tree(service) == before
+
+
+def test_upgrade_refuses_a_relative_template_path_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Copied as the quick start once did, from a path relative to where copier ran.
+    release_v1(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    service = render("appkit-v1", tmp_path / "orders")
+    assert answers(service)["_src_path"] == "appkit-v1"
+    before = tree(service)
+    monkeypatch.chdir(service)
+    capsys.readouterr()
+
+    code = run(["upgrade", "--dry-run"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "refusing to upgrade: .copier-answers.yml records _src_path 'appkit-v1', a relative "
+        "path copier would resolve from the service's folder; set it to appkit's absolute path "
+        "or URL, commit, and retry\n"
+    )
+    assert tree(service) == before

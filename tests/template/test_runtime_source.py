@@ -21,15 +21,24 @@ from tests.scaffold.conftest import Result
 Scaffold = Callable[..., Result]
 
 
-def git_url_of(source: str, commit_hash: str | None = "0" * 40) -> str:
-    """What copier.yml's `runtime_git_url` renders for a template copied from `source`."""
+HASH = "8b5365d" + "0" * 33
+
+
+def computed(
+    question: str, source: str, commit: str = "v0.1.0", commit_hash: str | None = HASH
+) -> str:
+    """What copier.yml's computed `question` renders for a template copied from `source`."""
     questions = yaml.safe_load((ROOT / "copier.yml").read_text())
     env = SandboxedEnvironment(extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"])
     context = {
-        "_copier_answers": {"_src_path": source},
+        "_copier_answers": {"_src_path": source, "_commit": commit},
         "_copier_conf": {"vcs_ref_hash": commit_hash},
     }
-    return env.from_string(questions["runtime_git_url"]["default"]).render(context)
+    return env.from_string(questions[question]["default"]).render(context)
+
+
+def git_url_of(source: str, commit_hash: str | None = HASH) -> str:
+    return computed("runtime_git_url", source, commit_hash=commit_hash)
 
 
 @pytest.mark.parametrize(
@@ -97,5 +106,20 @@ def test_the_service_readme_gives_one_install_command_for_both_sources(
         readme = (service / "README.md").read_text()
         assert "pip install -e '.[dev]'       # or: uv pip install -e '.[dev]'\n" in readme
     assert "git+file://localhost" in (git_service / "README.md").read_text()
-    assert f"appkit-runtime~={runtime_version()}" in (index_service / "README.md").read_text()
+    # Neither names the version, so an upgrade leaves the README as it is.
+    assert runtime_version() not in (git_service / "README.md").read_text()
+    assert runtime_version() not in (index_service / "README.md").read_text()
     assert "UV_INDEX_URL" in (index_service / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("commit", "ref"),
+    [
+        ("v1.2.0", "v1.2.0"),
+        ("v1.3.0rc1", "v1.3.0rc1"),
+        ("v1.2.0-3-g8b5365d", HASH),  # git describe: three commits after the tag
+        ("8b5365d", HASH),  # before the first tag
+    ],
+)
+def test_the_requirement_names_the_tag_or_else_the_full_commit(commit: str, ref: str) -> None:
+    assert computed("runtime_git_ref", "/srv/appkit", commit=commit) == ref

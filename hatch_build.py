@@ -25,7 +25,9 @@ class TemplateVersionHook(BuildHookInterface):
             return
         self._copy_dir = tempfile.mkdtemp(prefix="appkit-build-")
         copy = Path(self._copy_dir) / "_version.py"
-        shutil.copy2(Path(self.root) / VERSION_FILE, copy)
+        # A header of its own keeps the copy from being a duplicate file (check-wheel-contents).
+        source = (Path(self.root) / VERSION_FILE).read_text(encoding="utf-8")
+        copy.write_text(f"# A copy of {VERSION_FILE}, for copier.yml.\n{source}", encoding="utf-8")
         build_data["force_include"][str(copy)] = f"scaffold/_template/{VERSION_FILE}"
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:

@@ -13,6 +13,11 @@ from scaffold.errors import ScaffoldError
 from scaffold.project import ANSWERS_FILE, Service, find_answers_file, read_answers
 
 _MARKER = re.compile(r"^(<{7}|>{7})(?: |\r?$)", re.MULTILINE)
+# `appkit-runtime[extras]~=X.Y.Z` (an index) or `appkit-runtime[extras] @ git+URL@vX.Y.Z`.
+_REQUIREMENT = re.compile(
+    r"appkit-runtime(?:\[[^\]]*\])?\s*"
+    r"(?:~=\s*(?P<pin>[0-9][^\s\"',;]*)|@\s*[^\s\"']+@(?P<ref>[^\s\"'@;]+))"
+)
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "build", "dist"}
 
 
@@ -26,6 +31,11 @@ def check(start: Path) -> int:
         problems += _requirement_problems(service)
     for problem in problems:
         print(problem)
+    if service is not None and service.template_version is None:
+        print(
+            f"check: {ANSWERS_FILE} records template commit {service.answers.get('_commit')!r}, "
+            "no vX.Y.Z tag: the runtime's version is not compared"
+        )
     print(f"check: {len(problems)} problem(s)" if problems else "check: no problems")
     return 1 if problems else 0
 
@@ -123,11 +133,15 @@ def _requirement_problems(service: Service) -> list[str]:
     pyproject = service.root / "pyproject.toml"
     if not version or not pyproject.is_file():
         return []
-    pins = re.findall(r"appkit-runtime(?:\[[^\]]*\])?~=([0-9][0-9.]*)", pyproject.read_text())
+    wanted = {"~=": version, "@": f"v{version}"}
+    found = {
+        ("~=", match["pin"]) if match["pin"] else ("@", match["ref"])
+        for match in _REQUIREMENT.finditer(pyproject.read_text())
+    }
     return [
-        f"pyproject.toml requires appkit-runtime~={pin} but the template version is {version}"
-        for pin in sorted(set(pins))
-        if pin != version
+        f"pyproject.toml requires appkit-runtime{op}{ref} but the template version is {version}"
+        for op, ref in sorted(found)
+        if ref != wanted[op]
     ]
 
 

@@ -42,7 +42,7 @@ def new_service(
     if in_the_way:
         raise Conflict(f"{dest} exists and is not an empty folder")
     if template:
-        source, ref = template, vcs_ref or f"v{__version__}"
+        source, ref = _recordable(template), vcs_ref or f"v{__version__}"
     else:
         packaged = template_source()
         # A git checkout of appkit renders its HEAD (the runtime installed from it); the
@@ -78,6 +78,13 @@ def _short(dest: Path) -> str:
     """`dest` quoted, its first 40 characters only when it is longer."""
     text = str(dest)
     return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
+
+
+def _recordable(template: str) -> str:
+    """A local template path made absolute: copier records it, and a relative one would be
+    resolved from the service's folder by every later update."""
+    local = Path(template).expanduser()
+    return str(local.resolve()) if local.exists() else template
 
 
 def _remove_if_empty(dest: Path) -> None:

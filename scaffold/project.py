@@ -40,8 +40,11 @@ class Service:
 
     @property
     def template_version(self) -> str | None:
-        """The `X.Y.Z` of the template tag the service was rendered or updated from, if any."""
-        match = re.match(r"v?(\d+(?:\.\d+)*)", str(self.answers.get("_commit") or ""))
+        """The `X.Y.Z` of the `vX.Y.Z` tag the service was rendered or updated from, if any.
+
+        An untagged commit (`8b5365d`, `v0.1.0-3-g8b5365d`) names no version: None.
+        """
+        match = re.fullmatch(r"v(\d+\.\d+\.\d+)", str(self.answers.get("_commit") or ""))
         return match.group(1) if match else None
 
     def relative(self, path: Path) -> str:

@@ -8,6 +8,7 @@ service in a temporary folder and reports the same, leaving the service as it is
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,9 @@ from scaffold.upgrade_summary import Summary, git, summarize
 REFUSED = 2
 # The variable `template/.copier_migrations/apply_moves.py` reads for where to report moves.
 MOVES_REPORT = "APPKIT_MOVES_REPORT"
+# A template source that names the same place from any folder: a URL, a copier shortcut, an
+# scp-like ssh address, or an absolute (or home-relative) path.
+_LOCATED = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|gh:|gl:|[\w.-]+@[\w.-]+:|/|~)")
 
 
 class Refusal(ScaffoldError):
@@ -36,7 +40,6 @@ def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
     try:
         service = find_service(project_dir)
         _check_recorded(service.answers)
-        _check_source(service.answers)
         repository = _check_clean(service.root)
         if dry_run:
             return _dry_run(service.root, repository, to)
@@ -62,17 +65,12 @@ def _check_recorded(answers: dict[str, Any]) -> None:
             "appkit's repository and _commit to the vX.Y.Z its appkit-runtime~= pin names, "
             "commit, and retry"
         )
-
-
-def _check_source(answers: dict[str, Any]) -> None:
-    """Refuses a relative `_src_path`: copier and the move script each resolve it from their
-    own working folder, so it names a different repository, or none, in each."""
     source = str(answers.get("_src_path", ""))
-    remote = "://" in source or source.startswith(("gh:", "gl:", "git@"))
-    if source and not remote and not Path(source).expanduser().is_absolute():
+    if not _LOCATED.match(source):
         raise Refusal(
-            f"refusing to upgrade: {ANSWERS_FILE} records _src_path {source!r}, a relative "
-            "path; set it to the absolute path or URL of appkit's repository, commit, and retry"
+            f"refusing to upgrade: {ANSWERS_FILE} records _src_path {source!r}, a relative path "
+            "copier would resolve from the service's folder; set it to appkit's absolute path "
+            "or URL, commit, and retry"
         )
 
 
@@ -132,8 +130,18 @@ def _update(root: Path, to: str | None, old_answers: dict[str, Any]) -> Summary:
         ValueError,
     ) as error:
         _restore(root)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Refusal(f"upgrade failed, nothing changed: {reason}") from None
+        raise Refusal(f"upgrade failed, nothing changed: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """The line that says what went wrong: git's `fatal:` line when git failed, else the first."""
+    stderr = str(getattr(error, "stderr", "") or "")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    if fatal:
+        return fatal[0]
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _keep_edited_removals(

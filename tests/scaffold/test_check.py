@@ -58,7 +58,7 @@ def test_every_planted_problem_is_listed(scaffold: Scaffold, service: Path) -> N
     lines = readme.read_text().count("\n")
     # Answers from a template version this runtime does not match.
     answers = service / ".copier-answers.yml"
-    answers.write_text(answers.read_text().replace("_commit: v", "_commit: v9.9.9-was-v"))
+    answers.write_text(answers.read_text().replace("_commit: v", "_commit: v9.9.9\nwas: v"))
     git_init(service)
 
     result = scaffold("check", "--project-dir", service)
@@ -74,7 +74,7 @@ def test_every_planted_problem_is_listed(scaffold: Scaffold, service: Path) -> N
     assert any(
         line.startswith("runtime ") and "template version 9.9.9" in line for line in problems
     )
-    assert any(line.startswith("pyproject.toml requires appkit-runtime~=") for line in problems)
+    assert any(line.startswith("pyproject.toml requires appkit-runtime@v") for line in problems)
     assert problems[-1] == f"check: {len(problems) - 1} problem(s)"
 
 
@@ -159,3 +159,19 @@ def test_a_service_that_does_not_import_is_a_problem(scaffold: Scaffold, service
 
     assert result.code == 1
     assert "cannot import shop.main:app: RuntimeError: broken on purpose" in result.out
+
+
+def test_an_untagged_template_commit_compares_no_version(scaffold: Scaffold, service: Path) -> None:
+    # Rendered from a commit that is no vX.Y.Z tag (a checkout's HEAD): no version to compare.
+    answers = service / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("_commit: v", "_commit: 8b5365d\nwas: v"))
+    git_init(service)
+
+    result = scaffold("check", "--project-dir", service)
+
+    assert result.code == 0, result.out
+    assert result.out == (
+        "check: .copier-answers.yml records template commit '8b5365d', no vX.Y.Z tag: "
+        "the runtime's version is not compared\n"
+        "check: no problems\n"
+    )

@@ -69,13 +69,14 @@ def test_a_project_name_alone_gives_the_designed_service(service_factory: Factor
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert answers["_commit"] == f"v{runtime_version()}"
     assert answers["package_name"] == "acme_orders"
-    assert {"dev_api_key", "service_name", "runtime_version"}.isdisjoint(answers)
+    assert {"dev_api_key", "service_name", "runtime_version", "runtime_git_url"}.isdisjoint(answers)
     assert "dev-acme-orders-key" not in (service / ".copier-answers.yml").read_text()
     assert "dev-acme-orders-key" in (service / ".env.example").read_text()
-    # The runtime requirement follows the runtime's version file.
+    # The runtime comes from the template repository's tag, named by the version file.
     pyproject = (service / "pyproject.toml").read_text()
-    assert f'"appkit-runtime~={runtime_version()}"' in pyproject
-    assert f'"appkit-runtime[testing,embedded,scaffold]~={runtime_version()}"' in pyproject
+    assert '"appkit-runtime @ git+file://localhost/' in pyproject
+    assert '"appkit-runtime[testing,embedded,scaffold] @ git+file://localhost/' in pyproject
+    assert pyproject.count(f'@v{runtime_version()}"') == 2
     assert 'appkit_app = "acme_orders.main:app"' in pyproject
 
 

@@ -123,7 +123,8 @@ def test_a_relative_template_path_is_refused_in_one_line_naming_the_answer(
 
     assert run.returncode == 2
     assert run.stderr.decode().splitlines() == [
-        "refusing to upgrade: .copier-answers.yml records _src_path '.', a relative path; set "
-        "it to the absolute path or URL of appkit's repository, commit, and retry"
+        "refusing to upgrade: .copier-answers.yml records _src_path '.', a relative path "
+        "copier would resolve from the service's folder; set it to appkit's absolute path "
+        "or URL, commit, and retry"
     ]
     assert tree(service) == before

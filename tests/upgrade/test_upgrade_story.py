@@ -13,7 +13,6 @@ from tests.helpers import ServiceVenv, git_save, passed
 from tests.upgrade.conftest import (
     V1,
     V2,
-    V2_VERSION,
     add_endpoint,
     conflict_markers,
     edit,
@@ -81,7 +80,10 @@ def test_upgrade_keeps_team_edits_and_brings_v2(
     # Answers and runtime requirement at v2; no conflict marker anywhere.
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert answers["_commit"] == V2
-    assert f'"appkit-runtime~={V2_VERSION}"' in (service / "pyproject.toml").read_text()
+    assert (
+        f'"appkit-runtime @ git+file://localhost{appkit}@{V2}"'
+        in (service / "pyproject.toml").read_text()
+    )
     assert conflict_markers(service) == []
     # The summary says what happened.
     summary = out.splitlines()

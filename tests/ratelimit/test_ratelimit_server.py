@@ -19,7 +19,9 @@ from tests.conftest import free_port
 
 Serve = Callable[..., tuple[str, Path]]
 
-DOCKERFILE = Path(__file__).parents[2] / "template" / "Dockerfile.jinja"
+TEMPLATE = Path(__file__).parents[2] / "template"
+DOCKERFILE = TEMPLATE / "Dockerfile.jinja"
+SERVER = TEMPLATE / "src" / "{{ package_name }}" / "__main__.py.jinja"
 
 SERVICE = """
 from fastapi import Depends
@@ -36,21 +38,22 @@ async def pub() -> dict[str, bool]:
 
 
 def production_command(port: int) -> list[str]:
-    """The Dockerfile's CMD for a package named `service`, on a loopback port."""
+    """The Dockerfile's CMD for a package named `service`, on a loopback port, one worker."""
     line = next(ln for ln in DOCKERFILE.read_text().splitlines() if ln.startswith("CMD "))
     command = json.loads(line.removeprefix("CMD "))
-    return [
-        part.replace("{{ package_name }}.main", "service")
-        .replace("0.0.0.0", "127.0.0.1")
-        .replace("8000", str(port))
-        for part in command
-    ]
+    assert command == ["python", "-m", "{{ package_name }}"]
+    return [sys.executable, "-m", "service", "--host=127.0.0.1", f"--port={port}", "--workers=1"]
 
 
 @pytest.fixture
 def serve(tmp_path: Path, redis_prefix: str) -> Iterator[Serve]:
     """`serve(command, **environ)` starts the tiny service; the base URL and its log file."""
-    (tmp_path / "service.py").write_text(SERVICE)
+    package = tmp_path / "service"
+    package.mkdir()
+    (package / "__init__.py").write_text(SERVICE)
+    (package / "main.py").write_text("from service import app\n")
+    server = SERVER.read_text().replace("{{ package_name }}", "service")
+    (package / "__main__.py").write_text(server)
     started: list[subprocess.Popen[bytes]] = []
 
     def start(command: list[str], port: int, **environ: str) -> tuple[str, Path]:

@@ -20,17 +20,20 @@ DESIGN_TREE = {
     ".copier-answers.yml",
     ".dockerignore",
     ".env.example",
+    ".github/workflows/ci.yml",
     ".gitignore",
     ".pre-commit-config.yaml",
     "Dockerfile",
     "Makefile",
     "README.md",
     "alembic.ini",
+    "compose.yaml",
     "migrations/env.py",
     "migrations/script.py.mako",
     "migrations/versions/0001_initial.py",
     "pyproject.toml",
     "src/acme_orders/__init__.py",
+    "src/acme_orders/__main__.py",
     "src/acme_orders/db.py",
     "src/acme_orders/main.py",
     "src/acme_orders/models.py",
@@ -111,7 +114,7 @@ def test_every_combination_renders_ruff_clean_code(
     dockerfile = (service / "Dockerfile").read_text()
     assert ("APPKIT_AUTH_BACKEND=http" in dockerfile) == (auth_backend == "http")
     assert ("sqlite:////data/svc.db" in dockerfile) == (database == "sqlite")
-    assert "USER app" in dockerfile
+    assert "USER 10001" in dockerfile
     assert "APPKIT_RATELIMIT_DEFAULT=7/30" in (service / ".env.example").read_text()
 
 

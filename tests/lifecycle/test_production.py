@@ -175,8 +175,14 @@ def stop(process: subprocess.Popen) -> int:
     return process.wait(30)
 
 
-def workers_started(log: Path) -> int:
-    return log.read_text().count("Application startup complete")
+def workers_started(log: Path, expected: int) -> int:
+    """How many workers have started, waiting up to 60 s for `expected` of them."""
+    deadline = time.monotonic() + 60
+    while (started := log.read_text().count("Application startup complete")) < expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return started
 
 
 @pytest.mark.redis
@@ -195,7 +201,7 @@ def test_the_image_has_uvloop_and_httptools_and_its_cmd_is_ready_with_two_worker
     try:
         ready = httpx.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
-        assert workers_started(log) == 2
+        assert workers_started(log, 2) == 2
         assert "Uvicorn running" in log.read_text()
     finally:
         assert stop(process) == 0
@@ -210,7 +216,7 @@ def test_three_workers_hold_a_limit_exactly_and_flush_usage_at_sigterm(
     log = tmp_path / "server.log"
     process, base = serve(image, environ, log)
     try:
-        assert workers_started(log) == 3
+        assert workers_started(log, 3) == 3
         statuses = asyncio.run(concurrent_gets(f"{base}/items", 1000))
     finally:
         assert stop(process) == 0

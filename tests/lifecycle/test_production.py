@@ -213,19 +213,28 @@ def test_three_workers_hold_a_limit_exactly_and_flush_usage_at_sigterm(
     image: Image, postgres_database: str, prefix: str, tmp_path: Path
 ) -> None:
     environ = production_environ(image, postgres_database, prefix, workers=3)
+    environ["APPKIT_METRICS_FLUSH_SECONDS"] = "3600"  # no periodic flush: only shutdown's
     log = tmp_path / "server.log"
     process, base = serve(image, environ, log)
     try:
         assert workers_started(log, 3) == 3
         statuses = asyncio.run(concurrent_gets(f"{base}/items", 1000))
+        assert usage_of(prefix) == {}  # counted in the workers' memory so far
     finally:
         assert stop(process) == 0
 
     assert Counter(statuses) == {200: LIMIT, 429: 1000 - LIMIT}
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    usage = client.hgetall(f"{prefix}:usage:{{acme:orders}}")
-    client.close()
+    usage = usage_of(prefix)
     assert sum(map(int, usage.values())) == LIMIT, usage
+
+
+def usage_of(prefix: str) -> dict[str, str]:
+    """The project's all-time usage hash in Redis."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        return client.hgetall(f"{prefix}:usage:{{acme:orders}}")
+    finally:
+        client.close()
 
 
 async def concurrent_gets(url: str, count: int) -> list[int]:

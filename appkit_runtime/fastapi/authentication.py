@@ -131,6 +131,9 @@ class FastAPIAuthenticateBase(SecurityBase):
             raise auth_error(INVALID_KEY)
         denial = authorize(project_token, self.product, self.scopes)
         if denial is not None:
+            # For the access line and span only: a separate name, since later dependencies
+            # trust `project_token` as authorized.
+            request.state.denied_project_token = project_token
             raise auth_error(denial)
         return project_token
 

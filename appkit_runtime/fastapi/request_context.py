@@ -57,7 +57,8 @@ class RequestContextMiddleware:
         given = carrier = None
         for name, value in scope["headers"]:
             if name == _HEADER:
-                given = value.decode("latin-1")
+                # Several lines are one list ("a, b"), which is no acceptable id.
+                given = "" if given is not None else value.decode("latin-1")
             elif spans is not None and name in _PROPAGATION_HEADERS:
                 carrier = carrier or {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
@@ -101,7 +102,8 @@ class RequestContextMiddleware:
         if not self.access_log or not _access.isEnabledFor(logging.INFO):
             return
         state = scope["state"]
-        project_token = state.get("project_token")
+        # A known key refused for its product or scopes (403) is named too, never the key.
+        project_token = state.get("project_token") or state.get("denied_project_token")
         decision, remaining = state.get(DECISION_STATE, (None, None))
         route = scope.get("route")
         if route is not None and HEALTH_ROUTES.get(route.path) is route:

@@ -144,6 +144,45 @@ async def test_every_line_and_the_access_line_carry_the_request_id(
 
 
 @pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_several_request_id_lines_get_a_new_id(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two lines are one list, "first, second" (RFC 9110), which no caller's id can be.
+    key = api_key("acme", "orders")
+    sent = [("Authorization", f"Bearer {key}"), ("X-Request-ID", "first")]
+    async with client_for(limited_app()) as client:
+        answer = await client.get("/items/1", headers=[*sent, ("X-Request-ID", "second")])
+
+    made = answer.headers["x-request-id"]
+    assert answer.status_code == 200 and made not in ("first", "second")
+    assert len(made) == 32 and made.isalnum()
+    (line,) = access_lines(capsys.readouterr().out)
+    assert line["request_id"] == made
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_a_403_access_line_names_the_known_key(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = api_key("acme", "orders", key_id="k-403", scopes=["items:read"])
+    app = get_fastapi_app("request-context-test")
+
+    @app.get("/orders", dependencies=protected(scopes=["orders:write"]))
+    async def write_order() -> dict[str, bool]:
+        return {"ok": True}
+
+    async with client_for(app) as client:
+        answer = await client.get("/orders", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 403
+    out = capsys.readouterr().out
+    (line,) = access_lines(out)
+    assert (line["org_id"], line["project_id"], line["key_id"]) == ("acme", "orders", "k-403")
+    assert (line["status"], line["ratelimit"]) == (403, None)
+    assert key not in out
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
 async def test_monitor_mode_logs_would_limit(api_key, capsys: pytest.CaptureFixture[str]) -> None:
     key = api_key("acme", "monitor")
     async with client_for(limited_app(mode="monitor")) as client:

@@ -126,6 +126,9 @@ class _Worker:
         self.options = options
         self.counts = DrainCounts()
         self.labels = (options.group,)
+        # Served as zeros from the first scrape: a missing series looks like a dead worker.
+        for counter in (ENTRIES_READ, ENTRIES_APPLIED, ENTRIES_DUPLICATE, ENTRIES_LOST, BATCHES):
+            counter.labels(*self.labels)
         self.own_pending = True
         self.groups_ready = False
         self.claim_cursors = dict.fromkeys(keys, "0-0")

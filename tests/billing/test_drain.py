@@ -255,3 +255,16 @@ async def test_the_lag_gauge_is_the_age_of_the_oldest_unacknowledged_entry(sink:
     assert waited is not None and 1.2 <= waited < 30
     await drain(redis, keys(), options, asyncio.Event())  # nothing left
     assert REGISTRY.get_sample_value("appkit_usage_drain_lag_seconds", {"group": group}) == 0
+
+
+async def test_every_drain_metric_is_served_from_the_start(sink: str) -> None:
+    # A scrape before the first entry shows zeros, not missing series an alert cannot tell apart.
+    group = f"fresh-{uuid4().hex[:8]}"
+    options = DrainOptions(sink, group=group, once=True)
+    assert (
+        await drain(get_async_redis_instance("metrics"), keys(), options, asyncio.Event())
+    ).read == 0
+    for name in ("read", "applied", "duplicate", "lost"):
+        sample = f"appkit_usage_drain_entries_{name}_total"
+        assert REGISTRY.get_sample_value(sample, {"group": group}) == 0, sample
+    assert REGISTRY.get_sample_value("appkit_usage_drain_batches_total", {"group": group}) == 0

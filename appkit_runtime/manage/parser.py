@@ -31,6 +31,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def port_number(text: str) -> int:
+    """An argument that must be a TCP port to listen on (1 to 65535)."""
+    if not (text.strip().isascii() and text.strip().isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def whole_number(text: str) -> int:
     """An argument that must be a whole number, 0 or more."""
     if not text.strip().isdigit():

@@ -21,7 +21,13 @@ import asyncpg
 from appkit_runtime import usage_sink
 from appkit_runtime.errors import DatabaseUnavailable, StorageError
 from appkit_runtime.keys import project_key
-from appkit_runtime.manage.parser import UsageError, identifier, positive_int, whole_number
+from appkit_runtime.manage.parser import (
+    UsageError,
+    identifier,
+    port_number,
+    positive_int,
+    whole_number,
+)
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_async_redis_instance, get_settings
 from appkit_runtime.usage import usage_from_hash
@@ -71,7 +77,7 @@ def add_parser(commands: Any) -> None:
         default=7,
         help="days applied flush ids are kept to skip redelivered entries (0: forever)",
     )
-    worker.add_argument("--metrics-port", type=positive_int, help="serve Prometheus metrics")
+    worker.add_argument("--metrics-port", type=port_number, help="serve Prometheus metrics")
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")
     worker.set_defaults(run=run_drain)
 

@@ -268,3 +268,10 @@ async def test_every_drain_metric_is_served_from_the_start(sink: str) -> None:
         sample = f"appkit_usage_drain_entries_{name}_total"
         assert REGISTRY.get_sample_value(sample, {"group": group}) == 0, sample
     assert REGISTRY.get_sample_value("appkit_usage_drain_batches_total", {"group": group}) == 0
+
+
+@pytest.mark.parametrize("port", ["65536", "99999"])
+def test_an_impossible_metrics_port_is_one_line(sink: str, port: str) -> None:
+    done = run_manage("usage", "drain", "--database-url", sink, "--once", "--metrics-port", port)
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1), done.stderr
+    assert "--metrics-port" in done.stderr and "Traceback" not in done.stderr

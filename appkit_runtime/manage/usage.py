@@ -21,6 +21,7 @@ import asyncpg
 from appkit_runtime import usage_sink
 from appkit_runtime.errors import DatabaseUnavailable, StorageError
 from appkit_runtime.keys import project_key
+from appkit_runtime.log_config import configure_logging
 from appkit_runtime.manage.parser import (
     UsageError,
     identifier,
@@ -134,12 +135,14 @@ async def run_init(args: argparse.Namespace) -> int:
 
 async def run_drain(args: argparse.Namespace) -> int:
     """Run the worker until SIGTERM or SIGINT (or, with --once, until nothing is left)."""
+    settings = get_settings()
+    # The service's log format and level (JSON on stdout in production), so one collector
+    # reads both; under APPKIT_ENV=test without a format, plain lines on stderr.
+    configure_logging(settings)
     if not logging.getLogger().handlers:
-        # A long-running worker: its outage and recovery lines go to stderr.
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    settings = get_settings()
     options = DrainOptions(
         database_url=usage_sink.sink_url(_sink_url(args)),
         group=args.group,

@@ -4,6 +4,7 @@ point it is killed at, however many workers share the group."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -275,3 +276,12 @@ def test_an_impossible_metrics_port_is_one_line(sink: str, port: str) -> None:
     done = run_manage("usage", "drain", "--database-url", sink, "--once", "--metrics-port", port)
     assert (done.returncode, done.stderr.count("\n")) == (2, 1), done.stderr
     assert "--metrics-port" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_worker_logs_in_the_services_format(sink: str) -> None:
+    # A worker next to a production service writes the JSON lines its log collector reads.
+    await get_async_redis_instance("metrics").xadd(keys()[0], {"junk": "1"})
+    done = run_manage("usage", "drain", "--database-url", sink, "--once", APPKIT_LOG_FORMAT="json")
+    assert done.returncode == 0, done.stderr
+    logged = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [line["level"] for line in logged if "skipped" in line["message"]] == ["ERROR"]

@@ -32,6 +32,10 @@ def migration_heads(config_path: Path = ALEMBIC_CONFIG) -> tuple[str, ...]:
         from alembic.script import ScriptDirectory
     except ImportError:
         return ()
+    plugins = logging.getLogger("alembic.runtime.plugins")
+    if plugins.level == logging.NOTSET:
+        # Alembic announces each of its built-in plugins at INFO on every load: start-up noise.
+        plugins.setLevel(logging.WARNING)
     script = ScriptDirectory.from_config(Config(str(config_path)))
     return tuple(sorted(script.get_heads()))
 

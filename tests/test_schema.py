@@ -98,3 +98,10 @@ def test_migrations_it_cannot_read_are_logged_in_one_line_and_skipped(
         .getMessage()
         .startswith("cannot read the migrations in alembic.ini, /readyz skips them: ")
     )
+
+
+@pytest.mark.usefixtures("migrations")
+def test_reading_the_heads_logs_nothing_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        assert schema.migration_heads() == ("0002",)
+    assert [record.getMessage() for record in caplog.records] == []

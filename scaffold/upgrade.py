@@ -2,7 +2,8 @@
 
 Refuses a service with uncommitted changes (the update merges against the last commit, and a
 clean tree is what makes it reviewable and undoable). `--dry-run` upgrades a git clone of the
-service in a temporary folder and reports the same, leaving the service as it is. Exit codes:
+service (a snapshot of its files outside git) in a temporary folder and reports the same,
+leaving the service as it is. Exit codes:
 0 upgraded cleanly, 1 conflicts remain, 2 refused or failed (the service is left as it was).
 """
 
@@ -40,6 +41,8 @@ def upgrade(project_dir: Path, to: str | None, dry_run: bool) -> int:
     try:
         service = find_service(project_dir)
         _check_recorded(service.answers)
+        if dry_run and _work_tree(service.root) is None:
+            return _dry_run_unversioned(service.root, to)
         repository = _check_clean(service.root)
         if dry_run:
             return _dry_run(service.root, repository, to)
@@ -74,15 +77,22 @@ def _check_recorded(answers: dict[str, Any]) -> None:
         )
 
 
+def _work_tree(root: Path) -> Path | None:
+    """The top of the git work tree that holds `root`, or None outside any."""
+    try:
+        return Path(git("rev-parse", "--show-toplevel", cwd=root).strip())
+    except subprocess.CalledProcessError:
+        return None
+
+
 def _check_clean(root: Path) -> Path:
     """The git work tree that holds `root`; refuses when there is none or it has changes."""
-    try:
-        top = Path(git("rev-parse", "--show-toplevel", cwd=root).strip())
-    except subprocess.CalledProcessError:
+    top = _work_tree(root)
+    if top is None:
         raise Refusal(
             f"refusing to upgrade: {root} is not in a git repository "
             "(copier merges through git: git init, then commit everything)"
-        ) from None
+        )
     changes = git("status", "--porcelain", "--", ".", cwd=root).splitlines()
     if changes:
         raise Refusal(
@@ -217,6 +227,26 @@ def _dry_run(root: Path, repository: Path, to: str | None) -> int:
         except subprocess.CalledProcessError as error:
             raise Refusal(f"dry run failed: cannot clone {repository}: {error.stderr}") from None
         copy = clone / root.resolve().relative_to(repository.resolve())
+        summary = _update(copy, to, read_answers(copy / ANSWERS_FILE))
+        print(f"dry run: {root} left as it is; upgrading it to {_commit(copy)} would give")
+        return _report(summary)
+
+
+def _dry_run_unversioned(root: Path, to: str | None) -> int:
+    """Upgrade a committed snapshot of a service that is in no git repository yet (as the
+    quick start leaves it) and report; the service is not touched and gets no `.git`."""
+    with tempfile.TemporaryDirectory(prefix="appkit-upgrade-dry-run-") as scratch:
+        copy = Path(scratch) / "service"
+        copy.mkdir()
+        snapshot = ("--git-dir", str(copy / ".git"), "--work-tree", str(root))
+        author = ("-c", "user.name=appkit", "-c", "user.email=appkit@localhost")
+        try:
+            git("init", "--quiet", cwd=copy)
+            git(*snapshot, "add", "--all", cwd=root)
+            git(*author, *snapshot, "commit", "--quiet", "-m", "snapshot", cwd=root)
+            git("reset", "--quiet", "--hard", cwd=copy)
+        except subprocess.CalledProcessError as error:
+            raise Refusal(f"dry run failed: cannot snapshot {root}: {error.stderr}") from None
         summary = _update(copy, to, read_answers(copy / ANSWERS_FILE))
         print(f"dry run: {root} left as it is; upgrading it to {_commit(copy)} would give")
         return _report(summary)

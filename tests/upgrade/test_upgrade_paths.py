@@ -55,6 +55,23 @@ def test_dry_run_reports_the_upgrade_and_touches_nothing(
     assert any(line.startswith("  README.md:") for line in real)
 
 
+def test_dry_run_works_in_a_service_that_is_in_no_git_repository_yet(
+    appkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README quick start renders a service and never runs `git init` in it.
+    service = render_service(appkit, tmp_path / "fresh", package_name="fresh")
+    release_v2(appkit)
+    before = tree(service)
+
+    assert upgrade(service, to=None, dry_run=True) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"dry run: {service} left as it is; upgrading it to {V2} would give"
+    assert f"  _commit: {V1} -> {V2}" in out
+    assert tree(service) == before
+    assert not (service / ".git").exists()
+
+
 def test_dirty_tree_is_refused_in_one_line_and_left_alone(
     appkit: Path, committed_service: Callable[[str], Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -99,9 +116,9 @@ def test_outside_a_service_or_git_repository_is_refused(
     # No answers file anywhere above.
     assert upgrade(tmp_path, to=None, dry_run=False) == 2
     assert len(capsys.readouterr().err.splitlines()) == 1
-    # A service that is not in git.
+    # A service that is not in git: only the dry run works on it.
     service = render_service(appkit, tmp_path / "nogit", package_name="nogit")
-    assert upgrade(service, to=None, dry_run=True) == 2
+    assert upgrade(service, to=None, dry_run=False) == 2
     assert capsys.readouterr().err.startswith(f"refusing to upgrade: {service} is not in a git")
     assert f"_commit: {V1}\n" in (service / ".copier-answers.yml").read_text()
 

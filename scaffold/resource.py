@@ -105,13 +105,9 @@ class Resource:
 
 def render_resource(template_root: Path, context: dict[str, object]) -> dict[str, str]:
     """The model class, migration, router module and tests, each compiled to check it."""
-    import jinja2
+    from scaffold.snippets import snippet_environment
 
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_root),
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    environment = snippet_environment(template_root)
     rendered = {}
     for part, snippet in SNIPPET_FILES.items():
         text = environment.get_template(f"{SNIPPETS}/{snippet}").render(**context)

@@ -11,7 +11,6 @@ import json
 import keyword
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 
 from scaffold.errors import UsageProblem
 
@@ -128,8 +127,7 @@ class Field:
             return n + 0.5
         if self.type == "decimal":
             precision, scale = self.digits
-            value = Decimal(n) if precision - scale >= 2 else Decimal(n).scaleb(-scale)
-            return format(value, "f")
+            return str(n) if precision > scale else f"0.{n}"
         if self.type == "bool":
             return n % 2 == 0
         if self.type == "date":

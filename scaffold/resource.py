@@ -62,7 +62,11 @@ class Resource:
                 raise UsageProblem(f"bad resource {what} {value!r}: it is a Python keyword")
         if self.table == self.name:
             raise UsageProblem(f"bad plural {self.table!r}: it must differ from the name")
-        if self.model in ROUTER_NAMES or self.model.endswith(("Create", "Update", "Out", "Page")):
+        if (
+            self.model in ROUTER_NAMES
+            or self.model.endswith(("Create", "Update", "Out", "Page", "Id"))
+            or re.fullmatch(r"(Str|Decimal)[0-9].*", self.model)
+        ):
             raise UsageProblem(
                 f"bad resource name {self.name!r}: its model {self.model!r} would shadow a name "
                 "the generated modules use"

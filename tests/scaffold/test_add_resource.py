@@ -314,3 +314,22 @@ def test_scoped_routes_ask_for_the_read_and_write_scopes(scaffold: Scaffold, ser
     assert router.count('protected(scopes=("people:read",), max_requests=5, expiry=60)') == 2
     assert router.count('protected(scopes=("people:write",), max_requests=5, expiry=60)') == 3
     assert json.dumps("/people/{person_id}") in router
+
+
+def test_the_longest_names_and_sizes_still_pass_ruff(scaffold: Scaffold, service: Path) -> None:
+    # 30-character names, the largest sizes and limits: every line still fits ruff's 100.
+    field = "abcdefghij_abcdefghij_abcdefgh"
+    long_resource = [
+        "abcdefghij_abcdefghi",
+        *("--field", f"{field}:decimal(1000,999)?:unique:index"),
+        *("--field", f"y{field[1:]}:str(10485760)?:unique"),
+        *("--field", f"x{field[1:]}:uuid:index"),
+        *("--field", f"w{field[1:]}:decimal(3,3)"),
+        *("--scoped", "--rate-limit", "1000000/1000000"),
+    ]
+    for args in (long_resource, ["p", "--field", f"{field}:bool:index"]):
+        result = scaffold("add-resource", *args, "--project-dir", service)
+        assert result.code == 0, result.err
+
+    ruff(service, "check", ".")
+    ruff(service, "format", "--check", ".")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from scaffold.errors import Conflict
+from scaffold.errors import Conflict, UsageProblem
 from scaffold.registry import _bound_names, _fit, _sorted_position, _with_item
 
 
@@ -31,8 +31,15 @@ def add_model(
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         raise Conflict(f"cannot parse {where}: {error.message}") from error
-    if model in _bound_names(module):
+    classes = {node.name.value for node in module.body if isinstance(node, cst.ClassDef)}
+    if model in classes:
         raise Conflict(f"{model!r} is already taken in {where}: pick another resource name")
+    imported = {line.split()[-1] for line in imports} | {"Mapped", "mapped_column", "Base"}
+    if model in _bound_names(module) | imported:
+        raise UsageProblem(
+            f"bad resource name: its model {model!r} is a name {where} binds for its own use, "
+            "pick another"
+        )
     if table in _table_names(module):
         raise Conflict(f"table {table!r} is already declared in {where}: pick another --plural")
     body = list(module.body)

@@ -14,11 +14,6 @@ from scaffold.fields import MAX_NAME, Field
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _RATE_LIMIT = re.compile(r"[1-9][0-9]{0,6}/[1-9][0-9]{0,6}")
-# Names the router module binds: a model called so would shadow them.
-ROUTER_NAMES = {"Annotated", "APIRouter", "AsyncSession", "AwareDatetime", "BaseModel"}
-ROUTER_NAMES |= {"ConfigDict", "Decimal", "Depends", "Field", "HTTPException", "IntegrityError"}
-ROUTER_NAMES |= {"JsonValue", "Path", "Query", "Response", "Session", "Text", "UUID", "Finite"}
-ROUTER_NAMES |= {"Int32", "Int64", "Any", "Mapped", "Base", "Callable", "AsyncClient", "ApiKey"}
 SNIPPET_FILES = {
     "model": "resource_model.py.jinja",
     "migration": "resource_migration.py.jinja",
@@ -62,14 +57,10 @@ class Resource:
                 raise UsageProblem(f"bad resource {what} {value!r}: it is a Python keyword")
         if self.table == self.name:
             raise UsageProblem(f"bad plural {self.table!r}: it must differ from the name")
-        if (
-            self.model in ROUTER_NAMES
-            or self.model.endswith(("Create", "Update", "Out", "Page", "Id"))
-            or re.fullmatch(r"(Str|Decimal)[0-9].*", self.model)
-        ):
+        if self.model.endswith(("Create", "Update", "Out", "Page", "Id")):
             raise UsageProblem(
-                f"bad resource name {self.name!r}: its model {self.model!r} would shadow a name "
-                "the generated modules use"
+                f"bad resource name {self.name!r}: its model {self.model!r} would clash with the "
+                "schema classes named after it"
             )
         if self.rate_limit is not None and not _RATE_LIMIT.fullmatch(self.rate_limit):
             raise UsageProblem(
@@ -117,4 +108,32 @@ def render_resource(template_root: Path, context: dict[str, object]) -> dict[str
         text = environment.get_template(f"{SNIPPETS}/{snippet}").render(**context)
         compile(text, snippet.removesuffix(".jinja"), "exec", dont_inherit=True)
         rendered[part] = text
+    for part in ("router", "tests"):
+        twice = bound_twice(rendered[part])
+        if twice:
+            raise UsageProblem(
+                f"bad resource name {context['name']!r}: its {part} module would bind "
+                f"{', '.join(sorted(twice))} twice (the model or schema names clash with the "
+                "module's own), pick another"
+            )
     return rendered
+
+
+def bound_twice(source: str) -> set[str]:
+    """Top-level names `source` binds more than once (imports, assignments, definitions)."""
+    import ast
+
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for statement in ast.parse(source).body:
+        names: list[str] = []
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            names = [(a.asname or a.name).split(".")[0] for a in statement.names]
+        elif isinstance(statement, ast.Assign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+        elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names = [statement.name]
+        twice.update(name for name in names if name in seen)
+        seen.update(names)
+    return twice

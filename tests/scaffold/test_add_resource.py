@@ -192,7 +192,12 @@ def test_the_model_and_registration_keep_the_team_s_files_as_they_were(
         (["order"], "give at least one --field"),
         (["Order", "--field", "x:int"], "bad resource name 'Order'"),
         (["class", "--field", "x:int"], "bad resource name 'class': it is a Python keyword"),
-        (["session", "--field", "x:int"], "its model 'Session' would shadow"),
+        (["session", "--field", "x:int"], "its router module would bind Session twice"),
+        (["text", "--field", "x:text"], "its router module would bind Text twice"),
+        (["base", "--field", "x:int"], "its model 'Base' is a name src/shop/models.py binds"),
+        (["mapped", "--field", "x:int"], "its model 'Mapped' is a name src/shop/models.py binds"),
+        (["thing", "--plural", "routers", "--field", "x:int"], "bad endpoint name 'routers'"),
+        (["order_out", "--field", "x:int"], "would clash with the schema classes"),
         (["order", "--plural", "order", "--field", "x:int"], "it must differ from the name"),
         (["order", "--field", "x:int", "--rate-limit", "0/60"], "bad rate limit '0/60'"),
         (["order", "--nope"], "No such option '--nope'"),
@@ -250,8 +255,8 @@ def test_conflicts_exit_1_with_one_line_and_change_nothing(
     elif setup == "again":
         assert scaffold("add-resource", *args, "--project-dir", service).code == 0
     elif setup == "registry":
-        registry = package / "routers" / "__init__.py"
-        registry.write_text(registry.read_text().replace("import items", "import items as orders"))
+        added = scaffold("add-endpoint", "orders", "--path", "/o", "--project-dir", service)
+        assert added.code == 0
     before = tree_hashes(service)
 
     result = scaffold("add-resource", *args, "--project-dir", service)

@@ -13,7 +13,8 @@ from scaffold.resource import Resource, render_resource
 from scaffold.routes import route_key, routed
 from scaffold.writes import FileChange, check_unchanged, write_all
 
-ROUTES = ("GET", "POST", "GET {id}", "PATCH {id}", "DELETE {id}")
+# The routes, as (method, on one row rather than the collection).
+ROUTES = (("GET", False), ("POST", False), ("GET", True), ("PATCH", True), ("DELETE", True))
 
 
 def model_imports(resource: Resource, package: str) -> list[str]:
@@ -74,9 +75,8 @@ def _check_routes(service: Service, resource: Resource) -> None:
     sources = sorted(set(registry.parent.glob("*.py")) - {registry})
     existing = routed([*sources, service.package_dir / "main.py"])
     item = f"{resource.path}/{{{resource.name}_id}}"
-    for route in ROUTES:
-        method, _, on_item = route.partition(" ")
-        path = item if on_item else resource.path
+    for method, on_row in ROUTES:
+        path = item if on_row else resource.path
         owner = existing.get(route_key(method, path), False)
         if owner is not False:
             place = service.relative(owner) if owner else "the runtime"

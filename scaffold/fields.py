@@ -16,8 +16,19 @@ from scaffold.errors import UsageProblem
 
 # Set by the database on every resource; a field cannot take these names.
 RESERVED = ("id", "created_at", "updated_at")
-TYPES = ("str", "text", "int", "bigint", "float", "decimal", "bool", "date", "datetime")
-TYPES += ("uuid", "json")
+TYPES = (
+    "str",
+    "text",
+    "int",
+    "bigint",
+    "float",
+    "decimal",
+    "bool",
+    "date",
+    "datetime",
+    "uuid",
+    "json",
+)
 MODIFIERS = ("unique", "index")
 STR_LENGTH = 255
 DECIMAL = (12, 2)

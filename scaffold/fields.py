@@ -115,13 +115,13 @@ class Field:
         """The type of the field in the Create and Update schemas."""
         if self.constraint:
             return self.constraint[0]
-        plain = {"date": "date", "datetime": "AwareDatetime", "uuid": "UUID", "json": "JsonValue"}
+        plain = {"date": "date", "datetime": "AwareUtc", "uuid": "UUID", "json": "JsonValue"}
         return plain.get(self.type, self.python_type)
 
     @property
     def out_type(self) -> str:
-        """The type of the field as read back (SQLite returns datetimes without a zone)."""
-        base = {"decimal": "Decimal", "date": "date", "datetime": "datetime", "uuid": "UUID"}
+        """The type of the field as read back (datetimes in UTC: SQLite keeps no zone)."""
+        base = {"decimal": "Decimal", "date": "date", "datetime": "Utc", "uuid": "UUID"}
         name = base.get(self.type, "JsonValue" if self.type == "json" else self.python_type)
         return f"{name} | None" if self.nullable else name
 

@@ -18,6 +18,20 @@ from tests.reliability.servers import wait_for_port
 from tests.scaffold.conftest import Result
 from tests.scaffold.test_add_resource import add_resources
 
+# A valid order, for the resource with a field of every type.
+BODY = {
+    "sku": "fuzz-1",
+    "title": "t",
+    "qty": 1,
+    "big": 2,
+    "price": 1.5,
+    "total": "3.25",
+    "paid": True,
+    "due": None,
+    "at": "2024-01-01T00:00:00+00:00",
+    "ref": "00000000-0000-4000-8000-000000000001",
+    "meta": {"a": [1]},
+}
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
 
@@ -72,6 +86,12 @@ def test_no_generated_request_to_the_resources_gets_a_5xx(
             for row_id in (0, 2**31, 10**30):
                 assert client.get(f"{path}/{row_id}").status_code == 422, row_id
         assert client.post("/people", json={"name": "a\x00b"}).status_code == 422
+        order = client.post("/orders", json=BODY).json()
+        for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+            assert client.post("/orders", json={**BODY, "at": moment}).status_code == 422
+            assert client.patch(f"/orders/{order['id']}", json={"at": moment}).status_code == 422
+        moved = client.patch(f"/orders/{order['id']}", json={"at": "2024-06-01T12:00:00+02:00"})
+        assert moved.json()["at"] == "2024-06-01T10:00:00Z"
         assert client.post("/people", json={"name": "ünï ✓"}).status_code == 201
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     failures: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """Wall time of code generation and start-up: `copier copy`, `copier update` of an unedited
-service, `appkit-scaffold upgrade` of it, `appkit-scaffold add-endpoint`, and process start to
-`/readyz` 200.
+service, `appkit-scaffold upgrade` of it, `appkit-scaffold add-endpoint`, `add-resource` with
+five fields, and process start to `/readyz` 200.
 
 Run from the repository root: `python -m bench.codegen [--runs 5] [--against TEMPLATE]`. Each
 figure is the median of several runs of the command a user types, process start-up included.
@@ -37,11 +37,14 @@ UPDATE = ["update", "--trust", "--defaults", "--quiet"]
 # as a ratio measured in one run, appkit's update may take 0.51 of the other template's.
 UPDATE_GOAL_S, REFERENCE_UPDATE_S = 2.5, 4.9
 UPDATE_RATIO_GOAL = round(UPDATE_GOAL_S / REFERENCE_UPDATE_S, 2)
+FIVE_FIELDS = ["--field", "sku:str(40):unique", "--field", "title:text", "--field", "qty:int:index"]
+FIVE_FIELDS += ["--field", "total:decimal(12,2)", "--field", "due:date?"]
 GOALS = {
     "copier copy": 1.0,
     "copier update (unedited service)": UPDATE_GOAL_S,
     "appkit-scaffold upgrade (unedited service)": UPDATE_GOAL_S,
     "add-endpoint": 0.5,
+    "add-resource (five fields)": 0.5,
     "start to /readyz 200": 1.5,
 }
 
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             figures.setdefault("add-endpoint", []).append(
                 _timed([scaffold, "add-endpoint", f"widgets{run}"], cwd=service)
+            )
+            resource = [scaffold, "add-resource", f"gadget{run}", *FIVE_FIELDS]
+            figures.setdefault("add-resource (five fields)", []).append(
+                _timed(resource, cwd=service)
             )
             figures.setdefault("start to /readyz 200", []).append(_start_to_ready(service))
             if args.against is not None:

@@ -45,20 +45,25 @@ def labels(service: Service, changes: list[FileChange]) -> dict[Path, str]:
     return {change.path: service.relative(change.path) for change in changes}
 
 
+def print_dry_run(changes: list[FileChange], label: dict[Path, str]) -> None:
+    """Each new file with its size, then a unified diff of each edit."""
+    for change in changes:
+        if change.before is None:
+            lines = change.after.count("\n")
+            print(f"would write {label[change.path]} (new, {lines} lines)")
+    for change in changes:
+        if change.before is not None:
+            print(f"would edit {label[change.path]}:")
+            print(change.diff(label[change.path]), end="")
+    print("dry run: no file was written")
+
+
 def add_endpoint(service: Service, endpoint: Endpoint, dry_run: bool) -> int:
     """Write (or with `dry_run` only show) the endpoint; return the exit code."""
     changes = plan_endpoint(service, endpoint)
     label = labels(service, changes)
     if dry_run:
-        for change in changes:
-            if change.before is None:
-                lines = change.after.count("\n")
-                print(f"would write {label[change.path]} (new, {lines} lines)")
-        for change in changes:
-            if change.before is not None:
-                print(f"would edit {label[change.path]}:")
-                print(change.diff(label[change.path]), end="")
-        print("dry run: no file was written")
+        print_dry_run(changes, label)
         return 0
     write_all(changes, label)
     route = f"{endpoint.method} {endpoint.route_path}"

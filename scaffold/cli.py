@@ -24,6 +24,7 @@ _PROJECT_DIR = click.option(
 Examples:
   appkit-scaffold new orders-service --data database=sqlite
   appkit-scaffold add-endpoint orders --method post --path /orders --rate-limit 10/60
+  appkit-scaffold add-resource order --field sku:str(40):unique --field total:decimal
   appkit-scaffold check
   appkit-scaffold upgrade --to v0.2.0 --dry-run""",
 )
@@ -86,6 +87,60 @@ def add_endpoint_command(
     endpoint.check()
     service = find_service(project_dir or Path.cwd())
     return add_endpoint(service, endpoint, dry_run)
+
+
+@cli.command(
+    "add-resource",
+    epilog="""\b
+Fields: name:type[?][:unique][:index], type one of str, str(N), text, int, bigint, float,
+decimal, decimal(P,S), bool, date, datetime, uuid, json; ? makes it nullable.
+\b
+Examples:
+  appkit-scaffold add-resource order --field sku:str(40):unique --field total:decimal(12,2)
+  appkit-scaffold add-resource person --plural people --field name:str --scoped
+  appkit-scaffold add-resource note --field body:text --field due:date? --dry-run""",
+)
+@click.argument("name")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="SPEC",
+    help="A column, name:type[?][:unique][:index] (repeatable, at least one).",
+)
+@click.option("--plural", default=None, help="Table, router and path name. [default: NAME + s]")
+@click.option("--scoped", is_flag=True, help="Reads need scope PLURAL:read, writes PLURAL:write.")
+@click.option("--rate-limit", default=None, metavar="N/S", help="Each route's own limit.")
+@click.option("--dry-run", is_flag=True, help="Show the files and the diffs; write nothing.")
+@_PROJECT_DIR
+def add_resource_command(
+    name: str,
+    fields: tuple[str, ...],
+    plural: str | None,
+    scoped: bool,
+    rate_limit: str | None,
+    dry_run: bool,
+    project_dir: Path | None,
+) -> int:
+    """Add a database-backed resource NAME: model, migration, CRUD router, schemas, tests.
+
+    All or nothing: anything in the way refuses the whole change and leaves every file as it was.
+    """
+    from scaffold.add_resource import add_resource
+    from scaffold.fields import parse_fields
+    from scaffold.project import find_service
+    from scaffold.resource import Resource
+
+    resource = Resource(
+        name=name,
+        fields=parse_fields(list(fields)),
+        plural=plural or "",
+        scoped=scoped,
+        rate_limit=rate_limit,
+    )
+    resource.check()
+    service = find_service(project_dir or Path.cwd())
+    return add_resource(service, resource, dry_run)
 
 
 @cli.command(

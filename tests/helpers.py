@@ -13,7 +13,8 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,32 @@ class ServiceVenv:
             text=True,
             timeout=timeout,
         )
+
+    @contextmanager
+    def serving(
+        self, service: Path, app: str, env: Mapping[str, str], log_path: Path
+    ) -> Iterator[str]:
+        """The service migrated (`alembic upgrade head`) and under uvicorn; its base URL.
+
+        uvicorn's output goes to `log_path`, for the caller to read after the block.
+        """
+        from tests.conftest import free_port  # tests.conftest imports this module
+        from tests.reliability.servers import wait_for_port
+
+        migrate = self.run("alembic", "upgrade", "head", cwd=service, env=env, timeout=60)
+        assert migrate.returncode == 0, migrate.stdout
+        port = free_port()
+        with log_path.open("wb") as log:
+            server = subprocess.Popen(
+                [self.python, "-m", "uvicorn", app, "--port", str(port)],
+                cwd=service,
+                env=dict(env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(port, seconds=30)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(30)

@@ -5,17 +5,14 @@ PostgreSQL → no 5xx."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.helpers import ServiceVenv, service_environ
 from tests.reliability.material import leaks, new_key
-from tests.reliability.servers import wait_for_port
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -44,24 +41,9 @@ def generated_service(
     service_venv.install(service)
     # The environment wins over .env: a limit high enough for the fuzzer to reach the handlers.
     environ = service_environ(ratelimit_default="1000000/60", **database)
-    migrate = service_venv.run("alembic", "upgrade", "head", cwd=service, env=environ, timeout=60)
-    assert migrate.returncode == 0, migrate.stdout
-    port = free_port()
     log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [service_venv.python, "-m", "uvicorn", "fuzzed.main:app", "--port", str(port)],
-            cwd=service,
-            env=environ,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, seconds=30)
-        yield f"http://127.0.0.1:{port}", key
-    finally:
-        server.terminate()
-        server.wait(30)
+    with service_venv.serving(service, "fuzzed.main:app", environ, log_path) as url:
+        yield url, key
     assert leaks([log_path.read_text(errors="replace")]) == [], f"key material in {log_path}"
 
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.helpers import ServiceVenv, service_environ
-from tests.reliability.servers import wait_for_port
 from tests.scaffold.conftest import Result
 from tests.scaffold.test_add_resource import add_resources
 
@@ -54,24 +51,10 @@ def resource_service(
     environ = service_environ(
         env="development", api_keys=json.dumps([entry]), database_url=postgres_database
     )
-    migrate = service_venv.run("alembic", "upgrade", "head", cwd=service, env=environ, timeout=60)
-    assert migrate.returncode == 0, migrate.stdout
-    port = free_port()
-    log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [service_venv.python, "-m", "uvicorn", "fuzzshop.main:app", "--port", str(port)],
-            cwd=service,
-            env=environ,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, seconds=30)
-        yield f"http://127.0.0.1:{port}", key
-    finally:
-        server.terminate()
-        server.wait(30)
+    with service_venv.serving(
+        service, "fuzzshop.main:app", environ, tmp_path / "uvicorn.log"
+    ) as url:
+        yield url, key
 
 
 def test_no_generated_request_to_the_resources_gets_a_5xx(

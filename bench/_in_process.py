@@ -1,6 +1,6 @@
 """Drive one bench app in this process: its lifespan, warm-up, then `count` GET requests.
 
-`python -m bench._in_process <module:app> <count>`; run under callgrind by `bench.instructions`.
+`python -m bench._in_process <module:app> <count> [path]`; run under callgrind by `bench.instructions`.
 No server and no socket: what is left is the app's own work per request.
 """
 
@@ -34,11 +34,12 @@ SCOPE = {
 }
 
 
-async def drive(target: str, count: int) -> None:
+async def drive(target: str, count: int, path: str = URL_PATH) -> None:
     """Warm the app up, then serve `count` requests; exit at once after the last one."""
     module, _, name = target.partition(":")
     app = getattr(importlib.import_module(module), name)
     statuses: set[int] = set()
+    scope = dict(SCOPE, path=path, raw_path=path.encode())
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -49,7 +50,7 @@ async def drive(target: str, count: int) -> None:
 
     async with LifespanManager(app) as manager:
         for _ in range(WARM_UP + count):
-            await manager.app(dict(SCOPE, state={}), receive, send)
+            await manager.app(dict(scope, state={}), receive, send)
         if statuses != {200}:
             raise SystemExit(f"bench: {target} answered {sorted(statuses)}, not only 200")
         # Leave without the shutdown flush: the instructions counted stop at the last request.
@@ -57,4 +58,4 @@ async def drive(target: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(drive(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(drive(sys.argv[1], int(sys.argv[2]), *sys.argv[3:]))

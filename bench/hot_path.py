@@ -3,7 +3,9 @@
 Run from the repository root: `python -m bench.hot_path` (`--help` for the flags). Each
 variant runs in its own uvicorn process (one worker, own loopback port) over one Redis that
 the bench starts; rounds are interleaved (A B C D A B C D ...) and ratios are taken within
-a round, so the machine's noise cancels.
+a round, so the machine's noise cancels. The servers run on the production stack (uvloop and
+httptools) unless `--stack h11` asks for asyncio and h11; `public` is the unprotected route of
+the `protected` app, so "protected / public" compares two routes of one service.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from bench._monitor import Monitor
 from bench._redis_server import BenchRedis
 from bench._report import VariantRun, machine_lines, table, target_table, targets
 from bench._servers import Server
-from bench.apps.common import API_KEY, URL_PATH, appkit_environment
+from bench.apps.common import API_KEY, PUBLIC_URL_PATH, URL_PATH, appkit_environment
 
 VARIANTS = {
     "bare": "bench.apps.bare:app",
     "appkit-open": "bench.apps.appkit_open:app",
+    "public": "bench.apps.protected:app",
     "protected": "bench.apps.protected:app",
+    "three-depends": "bench.apps.three_depends:app",
     "fastapi-limiter": "bench.apps.fastapi_limiter_app:app",
     "slowapi": "bench.apps.slowapi_app:app",
 }
@@ -39,7 +43,14 @@ ANALYSIS_VARIANTS = {
     "combined": "bench.apps.combined_chain:app",
 }
 ALL_VARIANTS = VARIANTS | ANALYSIS_VARIANTS
-APPKIT_VARIANTS = {"appkit-open", "protected", "auth-metrics", "combined"}
+APPKIT_VARIANTS = {"appkit-open", "public", "protected", "three-depends", "auth-metrics", "combined"}
+# The path each variant is loaded on; every other variant serves URL_PATH.
+URL_PATHS = {"public": PUBLIC_URL_PATH}
+# uvicorn flags of each stack: the production one (uvicorn[standard]) and the pure-Python one.
+STACKS = {
+    "production": ("uvloop", "httptools"),
+    "h11": ("asyncio", "h11"),
+}
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 WARMUP_REQUESTS = 1_000
 
@@ -54,19 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     if "bare" not in names:
         raise SystemExit("bench: the variants must include bare, the baseline of every ratio")
     load, tool = _load_function(args.load, args.connections)
-    uvicorn_line = _uvicorn_line(args.uvicorn_arg)
+    uvicorn_args = [*stack_arguments(args.stack), *args.uvicorn_arg]
+    uvicorn_line = _uvicorn_line(args.stack, args.uvicorn_arg)
     header = machine_lines(tool, uvicorn_line)
     print("\n".join(header), flush=True)
 
     runs = {name: VariantRun(name) for name in names}
     with BenchRedis() as redis_server:
         header.append(f"redis-server {redis_server.version()} on its own port")
-        servers = {name: server_for(name, redis_server.url, args.uvicorn_arg) for name in names}
+        servers = {name: server_for(name, redis_server.url, uvicorn_args) for name in names}
         try:
             for server in servers.values():
                 server.start()
-            for server in servers.values():
-                server.wait_ready(URL_PATH, HEADERS)
+            for name, server in servers.items():
+                server.wait_ready(url_path(name), HEADERS)
             served = dict.fromkeys(names, 1)
             for name, server in servers.items():
                 served[name] += _count_run(server, WARMUP_REQUESTS, args.connections).requests
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for number in range(1, args.rounds + 1):
                 for name, server in servers.items():
-                    result = load(server.base_url + URL_PATH, args.seconds)
+                    result = load(server.base_url + url_path(name), args.seconds)
                     runs[name].rounds.append(result)
                     served[name] += result.requests
                     print(
@@ -154,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
+        "--stack",
+        choices=list(STACKS),
+        default="production",
+        help="production: uvloop + httptools (uvicorn[standard]); h11: asyncio + h11",
+    )
+    parser.add_argument(
         "--uvicorn-arg",
         action="append",
         default=[],
@@ -180,7 +198,25 @@ def _load_function(choice: str, connections: int) -> tuple[Load, str]:
 
 
 def _count_run(server: Server, count: int, connections: int) -> LoadResult:
-    return run_python(server.base_url + URL_PATH, HEADERS, count=count, connections=connections)
+    url = server.base_url + url_path(server.name)
+    return run_python(url, HEADERS, count=count, connections=connections)
+
+
+def url_path(name: str) -> str:
+    """The path a variant is loaded on."""
+    return URL_PATHS.get(name, URL_PATH)
+
+
+def stack_arguments(stack: str) -> list[str]:
+    """uvicorn's `--loop` and `--http` for `stack`; one clear line when a module is missing."""
+    loop, http = STACKS[stack]
+    for module in (loop, http):
+        if module != "asyncio" and importlib.util.find_spec(module) is None:
+            raise SystemExit(
+                f"bench: --stack {stack} needs {module} (pip install -e '.[bench]', "
+                "which installs uvicorn[standard])"
+            )
+    return ["--loop", loop, "--http", http]
 
 
 def server_for(name: str, redis_url: str, uvicorn_args: list[str]) -> Server:
@@ -192,10 +228,9 @@ def server_for(name: str, redis_url: str, uvicorn_args: list[str]) -> Server:
     return Server(name, ALL_VARIANTS[name], env=env, uvicorn_args=tuple(uvicorn_args))
 
 
-def _uvicorn_line(extra: list[str]) -> str:
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return f"uvicorn, 1 worker, --loop auto ({loop}) --http auto ({http}), no access log" + (
+def _uvicorn_line(stack: str, extra: list[str]) -> str:
+    loop, http = STACKS[stack]
+    return f"uvicorn, 1 worker, stack {stack}: --loop {loop} --http {http}, no access log" + (
         f", {' '.join(extra)}" if extra else ""
     )
 

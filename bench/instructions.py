@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from bench._redis_server import BenchRedis
 from bench._report import _markdown, machine_lines
 from bench.apps.common import appkit_environment
-from bench.hot_path import ALL_VARIANTS, APPKIT_VARIANTS
+from bench.hot_path import ALL_VARIANTS, APPKIT_VARIANTS, url_path
 
-DEFAULT_VARIANTS = ["bare", "appkit-open", "auth-metrics", "protected"]
+DEFAULT_VARIANTS = ["bare", "public", "auth-metrics", "protected", "three-depends"]
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -53,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, count in per_request.items():
         rows.append((name, f"{count:,.0f}", f"{count - bare:+,.0f}", f"{bare / count:.2f}"))
     print("\n".join(_markdown(rows)))
+    if "public" in per_request:
+        public = per_request["public"]
+        for name in ("protected", "three-depends"):
+            if name in per_request:
+                chain = per_request[name] - public
+                print(
+                    f"- {name} over public (same app): {public / per_request[name]:.3f}; "
+                    f"the chain: {chain:,.0f} instructions per call (goal ≤ 40,000)"
+                )
     print(f"- callgrind, {args.requests:,} requests after the same warm-up, in process")
     return 0
 
@@ -73,6 +82,7 @@ def _count(name: str, requests: int, redis_url: str) -> int:
         "bench._in_process",
         ALL_VARIANTS[name],
         str(requests),
+        url_path(name),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     found = _COLLECTED.search(done.stderr)

@@ -7,6 +7,9 @@ import os
 
 PATH = "/items/{item_id}"
 URL_PATH = "/items/42"
+# The unprotected route of the protected app: "protected over public, same app".
+PUBLIC_PATH = "/public/items/{item_id}"
+PUBLIC_URL_PATH = "/public/items/42"
 API_KEY = "bench-key-0123456789abcdef"
 # High enough never to be reached in a bench run, so every answer is a 200.
 MAX_REQUESTS = 1_000_000_000

@@ -1,6 +1,7 @@
 """Drive one bench app in this process: its lifespan, warm-up, then `count` GET requests.
 
-`python -m bench._in_process <module:app> <count> [path]`; run under callgrind by `bench.instructions`.
+`python -m bench._in_process <module:app> <count> [path]`; run under callgrind by
+`bench.instructions`.
 No server and no socket: what is left is the app's own work per request.
 """
 

@@ -43,7 +43,14 @@ ANALYSIS_VARIANTS = {
     "combined": "bench.apps.combined_chain:app",
 }
 ALL_VARIANTS = VARIANTS | ANALYSIS_VARIANTS
-APPKIT_VARIANTS = {"appkit-open", "public", "protected", "three-depends", "auth-metrics", "combined"}
+APPKIT_VARIANTS = {
+    "appkit-open",
+    "public",
+    "protected",
+    "three-depends",
+    "auth-metrics",
+    "combined",
+}
 # The path each variant is loaded on; every other variant serves URL_PATH.
 URL_PATHS = {"public": PUBLIC_URL_PATH}
 # uvicorn flags of each stack: the production one (uvicorn[standard]) and the pure-Python one.

@@ -89,7 +89,8 @@ class FastAPIAuthenticateBase(SecurityBase):
     async def __call__(self, request: Request) -> ProjectToken:
         """The request's token, also stored on `request.state.project_token`."""
         project_token = await self.authenticate(request)
-        request.state.project_token = project_token
+        # The state's dict itself (the one `request.state` wraps): no `State` object made.
+        request.scope.setdefault("state", {})["project_token"] = project_token
         return project_token
 
     async def authenticate(self, request: Request) -> ProjectToken:

@@ -211,11 +211,13 @@ def _answer(
     """Raise the 429 when the result refuses the request, else set the headers; either way
     leave the decision on the request's state for the access line and the span."""
     style = get_settings().ratelimit_headers
+    # The state's dict itself (the one `request.state` wraps): no `State` object made.
+    state = request.scope.setdefault("state", {})
     if refuses(result, mode, route):
-        setattr(request.state, DECISION_STATE, ("limited", 0))
+        state[DECISION_STATE] = ("limited", 0)
         raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
     decision: Decision = "would_limit" if result.is_over_limit else "allowed"
-    setattr(request.state, DECISION_STATE, (decision, result.remaining))
+    state[DECISION_STATE] = (decision, result.remaining)
     if style != "off" and response is not None:
         if response.raw_headers:
             response.headers.update(rate_limit_headers(result, style))  # replaces earlier ones

@@ -6,11 +6,10 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from appkit_runtime.ratelimit.results import RateLimitResult
 
 POLICY_NAME = "default"
+_POLICY = POLICY_NAME.encode("latin-1")
 
 
 def rate_limit_headers(result: RateLimitResult, style: str) -> dict[str, str]:
@@ -32,16 +31,23 @@ def rate_limit_headers(result: RateLimitResult, style: str) -> dict[str, str]:
 
 
 def raw_rate_limit_headers(result: RateLimitResult, style: str) -> list[tuple[bytes, bytes]]:
-    """The same fields as ASGI raw headers (lower-case latin-1 names), ready to append."""
-    return [
-        (_raw_name(name), value.encode("latin-1"))
-        for name, value in rate_limit_headers(result, style).items()
-    ]
-
-
-@cache
-def _raw_name(name: str) -> bytes:
-    return name.lower().encode("latin-1")
+    """The same fields as ASGI raw headers (lower-case latin-1 names), ready to append;
+    formatted as bytes directly, with no dict of strings made first (every request)."""
+    if style == "off":
+        return []
+    limit = result.effective_max_requests
+    remaining = result.remaining
+    reset = result.reset_seconds
+    raw: list[tuple[bytes, bytes]] = []
+    if style != "legacy":
+        policy = b'"%s";q=%d;w=%d' % (_POLICY, limit, result.effective_expiry_s)
+        raw.append((b"ratelimit-policy", policy))
+        raw.append((b"ratelimit", b'"%s";r=%d;t=%d' % (_POLICY, remaining, reset)))
+    if style != "draft":
+        raw.append((b"ratelimit-limit", b"%d" % limit))
+        raw.append((b"ratelimit-remaining", b"%d" % remaining))
+        raw.append((b"ratelimit-reset", b"%d" % reset))
+    return raw
 
 
 def rejection_headers(result: RateLimitResult, style: str) -> dict[str, str]:

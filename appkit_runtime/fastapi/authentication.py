@@ -16,7 +16,12 @@ from fastapi.security.base import SecurityBase
 
 from appkit_runtime.auth.authorities import get_authority
 from appkit_runtime.auth.cache import LOCAL
-from appkit_runtime.auth.credentials import extract_key, key_digest, well_formed
+from appkit_runtime.auth.credentials import (
+    MAX_KEY_LENGTH,
+    extract_key,
+    key_digest,
+    well_formed,
+)
 from appkit_runtime.auth.decisions import (
     AUTHORITY_UNAVAILABLE,
     INVALID_KEY,
@@ -98,12 +103,16 @@ class FastAPIAuthenticateBase(SecurityBase):
         key_token = extract_key(*_key_headers(request.scope["headers"]))
         if key_token is None:
             raise auth_error(MISSING_KEY)
-        if not well_formed(key_token):
-            raise auth_error(INVALID_KEY)
+        if not 0 < len(key_token) <= MAX_KEY_LENGTH:
+            raise auth_error(INVALID_KEY)  # before hashing it, however long it is
         digest = key_digest(key_token)
+        # Only keys found well formed are ever resolved, so only they are ever cached: a hit
+        # needs no shape check (the pattern match is left for misses).
         entry = LOCAL.get(digest)
         if entry is not None:
             project_token = entry[0]
+        elif not well_formed(key_token):
+            raise auth_error(INVALID_KEY)
         else:
             current_product, kind, request_method = self.product, self.kind, request.method
             port = _server_port(request)

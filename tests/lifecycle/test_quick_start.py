@@ -57,8 +57,10 @@ def test_the_quick_start_runs_from_a_fresh_clone_and_its_service_upgrades(
 
     output = log.read_text()
     assert code == 0, output
+    # The server the quick start left running shares this output, so its log lines may come
+    # after the shell's last echo (CI saw an access line there).
     lines = output.splitlines()
-    assert lines[-1] == "rate limited: 429"
+    assert "rate limited: 429" in lines, output
     assert any(line.endswith(" 200") for line in lines), output
 
     service = tmp_path / "acme-orders"

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis as sync_redis
 import redis.asyncio as async_redis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -90,9 +91,13 @@ def _make_client(url: str, *, asynchronous: bool) -> Any:
         cluster = async_redis.RedisCluster if asynchronous else sync_redis.RedisCluster
         return cluster.from_url(plain)
     if asynchronous:
-        pool = async_redis.BlockingConnectionPool.from_url(url, **_pool_options(url))
+        pool = async_redis.BlockingConnectionPool.from_url(
+            url, **_pool_options(url), retry=AsyncRetry(NoBackoff(), 1)
+        )
         return async_redis.Redis(connection_pool=pool)
-    pool = sync_redis.BlockingConnectionPool.from_url(url, **_pool_options(url))
+    pool = sync_redis.BlockingConnectionPool.from_url(
+        url, **_pool_options(url), retry=Retry(NoBackoff(), 1)
+    )
     return sync_redis.Redis(connection_pool=pool)
 
 
@@ -110,9 +115,9 @@ def _pool_options(url: str) -> dict[str, Any]:
         "max_connections": 50,
         "timeout": 2.0,
     }
-    options = {name: value for name, value in options.items() if f"{name}=" not in query}
-    options["retry"] = Retry(NoBackoff(), 1)
-    return options
+    # One retry, no backoff, added by the caller: redis-py 8 wants the asyncio `Retry` class
+    # for an asyncio pool (it converts a sync one with a warning).
+    return {name: value for name, value in options.items() if f"{name}=" not in query}
 
 
 def _fake_client(url: str, *, asynchronous: bool) -> Any:

@@ -42,7 +42,9 @@ class ServerSpans:
         if route is not None:
             span.update_name(f"{scope['method']} {route}")
         state = scope["state"]
-        project_token = state.get("project_token")
+        # A key that authenticated but was refused (403) names its project too, as the
+        # access line does; a 401 has no project.
+        project_token = state.get("project_token") or state.get("denied_project_token")
         decision, remaining = state.get(DECISION_STATE, (None, None))
         attributes: dict[str, Any] = {"http.response.status_code": status}
         if route is not None:

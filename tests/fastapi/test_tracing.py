@@ -5,10 +5,19 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from appkit_runtime.tracing import tracing_requested
+from appkit_runtime.fastapi import protected
+from appkit_runtime.fastapi import tracing as fastapi_tracing
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+from appkit_runtime.tracing import tracing_requested, use_tracer
+from tests.fastapi.test_fastapi import client_for
 from tests.helpers import service_environ
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
@@ -58,3 +67,64 @@ def test_the_sdk_is_imported_only_when_asked_for(
     # (redis-py itself may import the SDK's metrics when it is installed; not its traces.)
     assert any(m.startswith("opentelemetry.sdk.trace") for m in modules) is loaded
     assert any(m.startswith("opentelemetry.exporter") for m in modules) is loaded
+
+
+@pytest.fixture
+def finished_spans(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the app made in the test, its spans kept in memory as they end."""
+    monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(fastapi_tracing, "_provider", provider)
+    yield exporter
+    use_tracer(None)
+    provider.shutdown()
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_a_refused_key_names_its_project_on_the_span_an_unknown_one_does_not(
+    api_key, finished_spans: InMemorySpanExporter
+) -> None:
+    read_key = api_key("acme", "orders", key_id="k-read", scopes=["orders:read"])
+    other_product = api_key("acme", "billing", key_id="k-bill", product="billing")
+    app = get_fastapi_app("span-test")
+
+    @app.get("/orders", dependencies=protected(product="shop", scopes=["orders:write"]))
+    async def write_order() -> dict[str, bool]:
+        return {"ok": True}
+
+    async with client_for(app) as client:
+        statuses = [
+            (await client.get("/orders", headers=headers)).status_code
+            for headers in (
+                {"Authorization": f"Bearer {read_key}"},  # wrong scope
+                {"Authorization": f"Bearer {other_product}"},  # wrong product
+                {"Authorization": "Bearer ak_test_unknown"},
+                {},
+            )
+        ]
+
+    assert statuses == [403, 403, 401, 401]
+    servers = [s for s in finished_spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [s.name for s in servers] == ["GET /orders"] * 4
+    projects = [
+        (
+            s.attributes.get("appkit.org_id"),
+            s.attributes.get("appkit.project_id"),
+            s.attributes["http.response.status_code"],
+        )
+        for s in servers
+        if s.attributes is not None
+    ]
+    assert projects == [
+        ("acme", "orders", 403),
+        ("acme", "billing", 403),
+        (None, None, 401),
+        (None, None, 401),
+    ]
+    # Refused before the limiter: no decision on any of them, and no key anywhere.
+    assert not any("appkit.ratelimit.decision" in (s.attributes or {}) for s in servers)
+    exported = "\n".join(s.to_json() for s in finished_spans.get_finished_spans())
+    assert read_key not in exported and other_product not in exported

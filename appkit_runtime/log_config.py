@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from appkit_runtime.request_context import REQUEST_ID
@@ -23,6 +24,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 # uvicorn's access line shows the raw path and query; the runtime's access line replaces it.
 UVICORN_ACCESS_LOGGER = "uvicorn.access"
+# Record attributes never written as JSON keys: the standard ones, and uvicorn's
+# `color_message` (its message again, with ANSI colour codes, for its own console formatter).
+JSON_SKIPPED = (*RESERVED_ATTRS, "color_message")
 
 
 class RequestIdFilter(logging.Filter):
@@ -45,6 +49,7 @@ def log_formatter(style: str) -> logging.Formatter:
             style="{",
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",
+            reserved_attrs=JSON_SKIPPED,
         )
     return logging.Formatter(TEXT_FORMAT)
 

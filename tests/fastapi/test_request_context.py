@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
-from appkit_runtime.log_config import HANDLER_NAME
+from appkit_runtime.log_config import HANDLER_NAME, RequestIdFilter, log_formatter
 from appkit_runtime.request_context import request_id_for
 from appkit_runtime.settings import load_settings
 from tests.auth.authority_server import AuthService
+from tests.conftest import free_port
 from tests.fastapi.test_fastapi import client_for
+from tests.template.test_service import wait_until_listening
 
 ACCESS_FIELDS = {
     "time",
@@ -276,3 +284,71 @@ def test_the_log_format_defaults_to_json_in_production(
 ) -> None:
     overrides = {"log_format": given} if given else {}
     assert load_settings(env=env, redis_url="redis://127.0.0.1:1/0", **overrides).log_style == style
+
+
+def test_uvicorns_colour_duplicate_is_not_a_json_key() -> None:
+    # uvicorn's own call (uvicorn/server.py): the message again, with ANSI codes, as an extra.
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.addFilter(RequestIdFilter(None))
+    handler.setFormatter(log_formatter("json"))
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    uvicorn_logger.addHandler(handler)
+    try:
+        uvicorn_logger.warning(
+            "Started server process [%d]",
+            42,
+            extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]", "worker": 1},
+        )
+    finally:
+        uvicorn_logger.removeHandler(handler)
+
+    (line,) = json_lines(written.getvalue())
+    assert line["message"] == "Started server process [42]"
+    assert line["logger"] == "uvicorn.error" and line["worker"] == 1  # other extras stay
+    assert "color_message" not in line and "\x1b" not in written.getvalue()
+
+
+EMBEDDED_APP = """
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+
+app = get_fastapi_app("embedded-json", databases=())
+
+
+@app.get("/hello")
+async def hello() -> dict[str, str]:
+    return {"hello": "world"}
+"""
+
+
+def test_an_app_under_uvicorn_writes_only_json_lines_without_colour(tmp_path: Path) -> None:
+    (tmp_path / "service.py").write_text(EMBEDDED_APP)
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "APPKIT_ENV": "development",
+        "APPKIT_LOG_FORMAT": "json",
+        "APPKIT_REDIS_URL": "memory://",
+    }
+    command = [sys.executable, "-m", "uvicorn", "service:app", "--port", str(port)]
+    with (tmp_path / "out").open("w") as out:
+        server = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            wait_until_listening(port, server)
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}/hello", headers={"X-Request-ID": "uv-1"}, timeout=10
+            )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "uv-1"
+    lines = json_lines((tmp_path / "out").read_text())  # every line parses as JSON
+    messages = [line["message"] for line in lines if line["logger"] == "uvicorn.error"]
+    assert any(m.startswith("Started server process") for m in messages), messages
+    assert any(m.startswith("Uvicorn running on") for m in messages), messages
+    assert not [line for line in lines if "color_message" in line]
+    (access,) = [line for line in lines if line["logger"] == "appkit_runtime.access"]
+    assert (access["request_id"], access["route"], access["status"]) == ("uv-1", "/hello", 200)

@@ -203,6 +203,7 @@ def test_production_logs_are_json_lines_with_request_ids_and_every_access_field(
     # uvicorn's own lines are JSON too, and its raw-path access line is replaced by ours.
     loggers = {line["logger"] for line in json_lines(stdout)}
     assert "uvicorn.error" in loggers and "uvicorn.access" not in loggers
+    assert not [line for line in json_lines(stdout) if "color_message" in line]
     assert MARKER not in stdout + stderr
     assert MARKER not in json.dumps([r["headers"] for r in authority.received])
 
@@ -331,6 +332,11 @@ def test_traces_reach_an_otlp_receiver_with_the_chain_and_no_key(
     }
     assert attributes(servers[2])["appkit.ratelimit.decision"] == "limited"
     assert "appkit.org_id" not in attributes(servers[3])
+    # The 403 (a known key without the scope) names its project; the 401 above names none.
+    assert (
+        attributes(servers[4])["appkit.org_id"],
+        attributes(servers[4])["appkit.project_id"],
+    ) == ("acme", "observed")
     children = {s.name for _, s in spans if s.parent_span_id == first.span_id}
     assert {"appkit.auth.authority", "appkit.ratelimit.lease"} <= children, children
     names = {s.name for _, s in spans}

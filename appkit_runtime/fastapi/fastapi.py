@@ -38,9 +38,10 @@ def get_fastapi_app(
     """
     try:
         settings = use_service_name(name)
+        configure_logging(settings)
+        server_spans = instrument_tracing(settings.service_name)
     except ConfigurationError as error:
         raise SystemExit(f"appkit: {error}") from None
-    configure_logging(settings)
     fastapi_kwargs.setdefault("title", name)
     app = FastAPI(lifespan=runtime_lifespan(lifespan), **fastapi_kwargs)
     app.state.appkit_databases = tuple(databases)
@@ -51,7 +52,7 @@ def get_fastapi_app(
         RequestContextMiddleware,
         access_log=settings.access_log,
         json_lines=logs_json(settings),
-        server_spans=instrument_tracing(settings.service_name),
+        server_spans=server_spans,
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(ConnectionError, _unavailable)

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from appkit_runtime.tracing import tracing_requested, use_tracer
+from appkit_runtime.tracing_settings import check_otel_variables, trace_exporters, trace_protocol
 
 if TYPE_CHECKING:
     from appkit_runtime.fastapi.server_spans import ServerSpans
@@ -27,10 +28,12 @@ def instrument_tracing(service_name: str) -> ServerSpans | None:
     """The server-span hooks when the OTEL variables ask for traces, else None.
 
     None (and nothing imported) when they do not ask, or when the `otel` extra is missing
-    (one warning: a platform may set the variables for every service it runs).
+    (one warning: a platform may set the variables for every service it runs). Variables the
+    SDK would misread raise `ConfigurationError`.
     """
     if not tracing_requested():
         return None
+    check_otel_variables()
     try:
         from appkit_runtime.fastapi.server_spans import ServerSpans
 
@@ -56,27 +59,32 @@ def _tracer_provider(service_name: str) -> Any:
 
         name = os.environ.get("OTEL_SERVICE_NAME") or service_name
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-        provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
+        for exporter in _span_exporters():
+            provider.add_span_processor(BatchSpanProcessor(exporter))
         # Not made the global provider: FastAPI's own telemetry (0.16x) and other
         # instrumentations would then trace every request a second time, several spans each.
         _provider = provider
     return _provider
 
 
-def _span_exporter() -> Any:
-    """`console`, or OTLP over HTTP/protobuf (the default) or gRPC as
-    `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says; endpoints and timeouts from the variables."""
-    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+def _span_exporters() -> list[Any]:
+    """Those `OTEL_TRACES_EXPORTER` names: `console`, or OTLP over HTTP/protobuf (the default)
+    or gRPC as `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says; endpoints and timeouts from the
+    variables."""
+    exporters: list[Any] = []
+    for name in trace_exporters():
+        if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ConsoleSpanExporter()
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    if protocol.strip().lower() == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
-    return OTLPSpanExporter()
+            exporters.append(ConsoleSpanExporter())
+        elif trace_protocol() == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
+                OTLPSpanExporter,
+            )
+
+            exporters.append(OTLPSpanExporter())
+    return exporters

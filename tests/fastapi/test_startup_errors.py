@@ -62,6 +62,12 @@ def test_a_misordered_route_is_refused_in_one_line(tmp_path: Path) -> None:
             "redis://127.0.0.1:6379/0?socket_timeout=abc",
             "appkit: APPKIT_REDIS_URL: Invalid value for 'socket_timeout'",
         ),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "appkit: OTEL_TRACES_EXPORTER: unknown exporter"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "collector:4318",
+            "appkit: OTEL_EXPORTER_OTLP_ENDPOINT: expected an http:// or https:// URL",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_in_one_line(

@@ -17,6 +17,7 @@ from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi import tracing as fastapi_tracing
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.tracing import tracing_requested, use_tracer
+from appkit_runtime.tracing_settings import check_otel_variables
 from tests.fastapi.test_fastapi import client_for
 from tests.helpers import service_environ
 
@@ -128,3 +129,74 @@ async def test_a_refused_key_names_its_project_on_the_span_an_unknown_one_does_n
     assert not any("appkit.ratelimit.decision" in (s.attributes or {}) for s in servers)
     exported = "\n".join(s.to_json() for s in finished_spans.get_finished_spans())
     assert read_key not in exported and other_product not in exported
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER: unknown exporter 'zipkin'"),
+        ({"OTEL_TRACES_EXPORTER": "otlp,jaeger"}, "OTEL_TRACES_EXPORTER: unknown exporter"),
+        (
+            {**ENDPOINT, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol 'http/json'",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT: expected an http:// or https:// URL",
+        ),
+        (
+            {**ENDPOINT, "OTEL_TRACES_SAMPLER": "sometimes"},
+            "OTEL_TRACES_SAMPLER: unknown sampler 'sometimes'",
+        ),
+        (
+            {**ENDPOINT, "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+            "OTEL_TRACES_SAMPLER_ARG: expected a ratio from 0 to 1, got '2'",
+        ),
+        (
+            {
+                **ENDPOINT,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "half",
+            },
+            "OTEL_TRACES_SAMPLER_ARG: expected a ratio from 0 to 1, got 'half'",
+        ),
+        ({**ENDPOINT, "OTEL_EXPORTER_OTLP_TIMEOUT": "-1"}, "OTEL_EXPORTER_OTLP_TIMEOUT: expected"),
+        ({**ENDPOINT, "OTEL_BSP_SCHEDULE_DELAY": "abc"}, "OTEL_BSP_SCHEDULE_DELAY: expected"),
+        ({**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE: expected"),
+        (
+            {**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "100"},
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: must not exceed OTEL_BSP_MAX_QUEUE_SIZE",
+        ),
+    ],
+)
+def test_a_bad_otel_variable_stops_start_up_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, environ: dict[str, str], line: str
+) -> None:
+    monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        get_fastapi_app("bad-otel")
+    message = str(stopped.value)
+    assert message.startswith(f"appkit: {line}") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {**ENDPOINT, "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
+        {"OTEL_TRACES_EXPORTER": "otlp,console", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        {**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "4096", "OTEL_BSP_SCHEDULE_DELAY": "100"},
+    ],
+)
+def test_good_otel_variables_pass(environ: dict[str, str]) -> None:
+    check_otel_variables(environ)
+
+
+def test_otel_variables_are_not_read_when_tracing_is_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "sometimes")
+    assert get_fastapi_app("otel-off").title == "otel-off"

@@ -107,6 +107,43 @@ def service_environ(**appkit: str) -> dict[str, str]:
     return environ
 
 
+def serve_once(
+    directory: Path,
+    environ: Mapping[str, str],
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    preamble: str = "",
+) -> tuple[Any, str]:
+    """Run `service:app` of `directory` under uvicorn (`preamble` first, in its process), GET
+    `path`, stop it with SIGTERM; the answer and everything the process wrote."""
+    import signal
+
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.template.test_service import wait_until_listening
+
+    port = free_port()
+    script = f"{preamble}\nimport uvicorn\nuvicorn.run('service:app', port={port})\n"
+    output = directory / f"uvicorn-{port}.log"
+    with output.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=directory,
+            env={"PATH": "/usr/bin:/bin", **environ},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until_listening(port, server)
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=10)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    return answer, output.read_text()
+
+
 def passed(run: subprocess.CompletedProcess[str]) -> int:
     """How many tests a pytest run passed; fails unless it passed them all and nothing else."""
     assert run.returncode == 0, run.stdout

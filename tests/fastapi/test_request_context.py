@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -21,9 +17,8 @@ from appkit_runtime.log_config import HANDLER_NAME, RequestIdFilter, log_formatt
 from appkit_runtime.request_context import request_id_for
 from appkit_runtime.settings import load_settings
 from tests.auth.authority_server import AuthService
-from tests.conftest import free_port
 from tests.fastapi.test_fastapi import client_for
-from tests.template.test_service import wait_until_listening
+from tests.helpers import serve_once
 
 ACCESS_FIELDS = {
     "time",
@@ -323,29 +318,13 @@ async def hello() -> dict[str, str]:
 
 def test_an_app_under_uvicorn_writes_only_json_lines_without_colour(tmp_path: Path) -> None:
     (tmp_path / "service.py").write_text(EMBEDDED_APP)
-    port = free_port()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "APPKIT_ENV": "development",
-        "APPKIT_LOG_FORMAT": "json",
-        "APPKIT_REDIS_URL": "memory://",
-    }
-    command = [sys.executable, "-m", "uvicorn", "service:app", "--port", str(port)]
-    with (tmp_path / "out").open("w") as out:
-        server = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            wait_until_listening(port, server)
-            answer = httpx.get(
-                f"http://127.0.0.1:{port}/hello", headers={"X-Request-ID": "uv-1"}, timeout=10
-            )
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+    environ = {"APPKIT_ENV": "development", "APPKIT_LOG_FORMAT": "json"}
+    answer, output = serve_once(
+        tmp_path, {**environ, "APPKIT_REDIS_URL": "memory://"}, "/hello", {"X-Request-ID": "uv-1"}
+    )
 
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "uv-1"
-    lines = json_lines((tmp_path / "out").read_text())  # every line parses as JSON
+    lines = json_lines(output)  # every line parses as JSON
     messages = [line["message"] for line in lines if line["logger"] == "uvicorn.error"]
     assert any(m.startswith("Started server process") for m in messages), messages
     assert any(m.startswith("Uvicorn running on") for m in messages), messages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.tracing import tracing_requested, use_tracer
 from appkit_runtime.tracing_settings import check_otel_variables
 from tests.fastapi.test_fastapi import client_for
-from tests.helpers import service_environ
+from tests.helpers import serve_once, service_environ
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 
@@ -200,3 +201,69 @@ def test_otel_variables_are_not_read_when_tracing_is_off(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "sometimes")
     assert get_fastapi_app("otel-off").title == "otel-off"
+
+
+# What the `otel` extra brings (the SDK, the OTLP exporters and what only they need); the
+# OpenTelemetry API stays importable, as it does without the extra (FastAPI requires it).
+WITHOUT_OTEL_EXTRA = """
+import sys
+from importlib.abc import MetaPathFinder
+
+EXTRA = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto")
+
+
+class WithoutOtelExtra(MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.startswith(EXTRA):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+for name in [m for m in sys.modules if m.startswith(EXTRA)]:
+    del sys.modules[name]
+sys.meta_path.insert(0, WithoutOtelExtra())
+"""
+
+SERVED_APP = """
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+
+app = get_fastapi_app("no-otel", databases=())
+
+
+@app.get("/hello")
+async def hello() -> dict[str, str]:
+    import sys
+
+    return {"sdk": str(any(m.startswith("opentelemetry.sdk") for m in sys.modules))}
+"""
+
+
+def test_without_the_otel_extra_one_warning_and_the_service_serves(
+    real_redis: str, tmp_path
+) -> None:
+    (tmp_path / "service.py").write_text(SERVED_APP)
+    environ = {
+        "APPKIT_ENV": "development",
+        "APPKIT_LOG_FORMAT": "json",
+        "APPKIT_REDIS_URL": real_redis,
+        **ENDPOINT,
+    }
+    answer, output = serve_once(
+        tmp_path, environ, "/hello", {"X-Request-ID": "no-otel-1"}, WITHOUT_OTEL_EXTRA
+    )
+
+    assert answer.status_code == 200
+    assert answer.json() == {"sdk": "False"}  # the SDK really was out of reach
+    assert answer.headers["x-request-id"] == "no-otel-1"
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert "Traceback" not in output
+    warnings = [line for line in lines if line["level"] == "WARNING"]
+    assert [(w["logger"], w["message"]) for w in warnings] == [
+        (
+            "appkit_runtime",
+            "OTEL variables are set but the otel extra is not installed, so no traces: "
+            "pip install 'appkit-runtime[otel]'",
+        )
+    ]
+    (access,) = [line for line in lines if line["logger"] == "appkit_runtime.access"]
+    assert (access["status"], access["request_id"]) == (200, "no-otel-1")

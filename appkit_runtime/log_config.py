@@ -32,7 +32,7 @@ JSON_SKIPPED = (*RESERVED_ATTRS, "color_message")
 class RequestIdFilter(logging.Filter):
     """Puts the current request id (or `missing` outside a request) on every record."""
 
-    def __init__(self, missing: str | None) -> None:
+    def __init__(self, missing: str | None = "-") -> None:
         super().__init__()
         self.missing = missing
 

@@ -75,6 +75,9 @@ def run_build_stage(service: Path, root: Path) -> Path:
                 destination = cwd / target if target != "./" else cwd / source
                 copy = shutil.copytree if (service / source).is_dir() else shutil.copy2
                 copy(service / source, destination)
+        elif verb == "ARG":
+            name, _, default = rest.partition("=")  # built with no --build-arg: the default
+            environ[name] = default.strip('"')
         elif verb == "RUN" and "apt-get install" in rest:
             assert "install -y --no-install-recommends git" in rest  # git is here already
         elif verb == "RUN":

@@ -31,6 +31,7 @@ DESIGN_TREE = {
     "migrations/env.py",
     "migrations/script.py.mako",
     "migrations/versions/0001_initial.py",
+    "otel-collector.yaml",
     "pyproject.toml",
     "src/acme_orders/__init__.py",
     "src/acme_orders/__main__.py",
@@ -79,7 +80,8 @@ def test_a_project_name_alone_gives_the_designed_service(service_factory: Factor
     pyproject = (service / "pyproject.toml").read_text()
     assert '"appkit-runtime @ git+file://localhost/' in pyproject
     assert '"appkit-runtime[testing,embedded,scaffold] @ git+file://localhost/' in pyproject
-    assert pyproject.count(f'@v{runtime_version()}"') == 2
+    assert '"appkit-runtime[otel] @ git+file://localhost/' in pyproject
+    assert pyproject.count(f'@v{runtime_version()}"') == 3
     assert 'appkit_app = "acme_orders.main:app"' in pyproject
 
 

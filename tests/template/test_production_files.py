@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -54,6 +57,32 @@ def test_every_combination_passes_hadolint_actionlint_and_the_compose_schema(
     assert waits_for["migrate"] == {"condition": "service_completed_successfully"}
     assert ("postgres" in waits_for) == (database == "postgresql")
     assert compose["services"]["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert_traces_reach_the_collector(service, compose)
+
+
+def assert_traces_reach_the_collector(service: Path, compose: dict[str, Any]) -> None:
+    """The service is built with the otel extra and exports to the collector's OTLP/HTTP
+    receiver, which the mounted configuration runs in a traces pipeline."""
+    app, collector = compose["services"]["svc"], compose["services"]["otel-collector"]
+    assert app["build"]["args"] == {"EXTRAS": "[otel]"}
+    pyproject = tomllib.loads((service / "pyproject.toml").read_text())
+    (otel,) = pyproject["project"]["optional-dependencies"]["otel"]
+    assert otel.startswith("appkit-runtime[otel]")
+    assert 'pip install --no-cache-dir ".${EXTRAS}"' in (service / "Dockerfile").read_text()
+    endpoint = urlsplit(app["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert (endpoint.scheme, endpoint.hostname) == ("http", "otel-collector")
+    assert app["depends_on"]["otel-collector"] == {"condition": "service_started"}
+    assert collector["image"].startswith("otel/opentelemetry-collector:")
+    (mount,) = collector["volumes"]
+    source, target, mode = mount.split(":")
+    assert collector["command"] == [f"--config={target}"] and mode == "ro"
+    config = yaml.safe_load((service / source).read_text())
+    http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert http.rsplit(":", 1)[1] == str(endpoint.port or 4318)
+    traces = config["service"]["pipelines"]["traces"]
+    assert traces["receivers"] == ["otlp"]
+    assert set(traces["processors"]) <= config["processors"].keys()
+    assert set(traces["exporters"]) <= config["exporters"].keys()
 
 
 def test_hadolint_fails_on_a_broken_dockerfile(service_factory: Factory) -> None:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,46 @@ def redis_server(tmp_path: os.PathLike[str]) -> Iterator[RedisServer]:
     server = RedisServer(free_port(), str(tmp_path))
     yield server
     server.stop()
+
+
+class CommandCount:
+    """The commands a private redis-server has run since `reset()`, by name, from its own
+    `INFO commandstats` (read on one connection opened first, so no handshake is counted)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._admin = redis.Redis.from_url(url)
+        self.reset()
+
+    def reset(self) -> None:
+        self._admin.config_resetstat()
+
+    def __call__(self) -> Counter[str]:
+        stats = self._admin.info("commandstats")
+        calls = Counter(
+            {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
+        )
+        del calls["info"], calls["config|resetstat"]  # the count's own
+        return +calls
+
+    def close(self) -> None:
+        self._admin.close()
+
+
+@pytest.fixture
+def redis_commands(
+    redis_server: RedisServer, real_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CommandCount]:
+    """Every Redis dependency on a private redis-server whose commands this test counts."""
+    redis_server.start()
+    monkeypatch.setenv("APPKIT_REDIS_URL", redis_server.url)
+    from appkit_runtime.settings import get_settings
+
+    get_settings.cache_clear()
+    count = CommandCount(redis_server.url)
+    yield count
+    count.close()
 
 
 # Rendered services: the template and upgrade tests share these.

@@ -3,6 +3,9 @@
 Callers check `LOCAL` themselves first (the hit path) and come here only on a miss. The
 authority call is passed in, so FastAPI can run it in the threadpool and Django directly;
 whichever authority answered, its answer is checked here before it is cached or used.
+
+The built-in `static` authority is the exception: its table is in this process, so a miss is
+answered from it (`static_answer`) with no Redis round trip, no thread and no authority slot.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter
 
-from appkit_runtime.auth import redis_cache
+from appkit_runtime.auth import redis_cache, static_keys
+from appkit_runtime.auth.authorities import get_authority
 from appkit_runtime.auth.cache import LOCAL, local_ttl
 from appkit_runtime.auth.flights import AsyncFlights, Slots, SyncFlights
 from appkit_runtime.auth.http_authority import close_http_authority
@@ -52,6 +56,27 @@ def _keep_locally(
 def shared_ttl(token: ProjectToken | None, ttl: float, settings: Settings) -> float:
     """How long Redis keeps an answer: the authority's ttl, capped for invalid keys."""
     return ttl if token is not None else min(ttl, settings.auth_negative_ttl)
+
+
+def static_backend() -> bool:
+    """Whether the configured authority is the built-in static key table."""
+    return get_authority() is static_keys.STATIC_AUTHORITY
+
+
+def static_answer(digest: bytes) -> ProjectToken | None:
+    """The static table's token for `digest` (None: unknown), asked directly.
+
+    Every process holds the whole table, so the Redis cache could only add a round trip to
+    each miss (and, after a restart, serve answers of a table since changed), and a
+    remembered unknown key would cost as much as looking it up again: an unknown key costs
+    one dict lookup and leaves nothing behind, which a flood of random keys cannot make
+    dear. A valid key is kept in-process, as any authority's answer, for the hit path.
+    """
+    token = static_keys.lookup(digest)
+    if token is not None:
+        settings = get_settings()
+        _keep_locally(digest, token, settings.auth_cache_ttl, settings)
+    return token
 
 
 def _log_unavailable(error: AuthorityUnavailable) -> None:

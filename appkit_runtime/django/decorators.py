@@ -1,7 +1,8 @@
 """`authenticate_key()`: the Django view decorator over the same core as `AuthenticateKey`.
 
 Sync views resolve misses in the request's thread (sync Redis, direct authority call); async
-views run that same call in a worker thread. Either way a cached key costs no I/O.
+views run that same call in a worker thread. Either way a cached key costs no I/O, and with
+the built-in static authority neither does a miss: its table answers, in the calling thread.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from appkit_runtime.auth.decisions import (
     Denial,
     authorize,
 )
-from appkit_runtime.auth.resolve import resolve_sync
+from appkit_runtime.auth.resolve import resolve_sync, static_answer, static_backend
 from appkit_runtime.django.errors import RUNTIME_CONDITIONS, runtime_error_response
 from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.tokens import ProjectToken
@@ -86,7 +87,12 @@ def _authenticate(
         return key_token
     digest = key_digest(key_token)
     entry = LOCAL.get(digest)
-    found = entry[0] if entry is not None else _lookup(request, key_token, digest, product, kind)
+    if entry is not None:
+        found: ProjectToken | Denial | None = entry[0]
+    elif static_backend():
+        found = static_answer(digest)
+    else:
+        found = _lookup(request, key_token, digest, product, kind)
     return _decide(found, product, scopes)
 
 
@@ -101,6 +107,8 @@ async def _authenticate_async(
     entry = LOCAL.get(digest)
     if entry is not None:
         found: ProjectToken | Denial | None = entry[0]
+    elif static_backend():
+        found = static_answer(digest)
     else:
         lookup = sync_to_async(_lookup, thread_sensitive=False)
         found = await lookup(request, key_token, digest, product, kind)

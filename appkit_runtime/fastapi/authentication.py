@@ -1,7 +1,8 @@
 """`AuthenticateKey`: the FastAPI dependency that turns an API key into a `ProjectToken`.
 
 A repeated good key is served from the in-process cache: a hash, a dict lookup and an expiry
-check, with no Redis call and no thread hop. Misses go through `appkit_runtime.auth.resolve`.
+check, with no Redis call and no thread hop. Misses go through `appkit_runtime.auth.resolve`;
+with the built-in static authority they are answered from its table, on the event loop.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from appkit_runtime.auth.decisions import (
     Denial,
     authorize,
 )
-from appkit_runtime.auth.resolve import resolve_async
+from appkit_runtime.auth.resolve import resolve_async, static_answer, static_backend
 from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.tokens import ProjectToken
@@ -113,6 +114,8 @@ class FastAPIAuthenticateBase(SecurityBase):
             project_token = entry[0]
         elif not well_formed(key_token):
             raise auth_error(INVALID_KEY)
+        elif self._asks_static_table():
+            project_token = static_answer(digest)
         else:
             current_product, kind, request_method = self.product, self.kind, request.method
             port = _server_port(request)
@@ -146,6 +149,13 @@ class FastAPIAuthenticateBase(SecurityBase):
             request.state.denied_project_token = project_token
             raise auth_error(denial)
         return project_token
+
+    def _asks_static_table(self) -> bool:
+        """Whether a miss goes to the built-in static table: `get_project_token` is not
+        replaced (by a subclass or on the instance) and `APPKIT_AUTH_BACKEND` is `static`."""
+        method = self.get_project_token
+        builtin = getattr(method, "__func__", None) is FastAPIAuthenticateBase.get_project_token
+        return builtin and static_backend()
 
     def get_project_token(
         self,

@@ -147,21 +147,27 @@ def closed_port() -> int:
 
 
 async def test_unreachable_redis_still_authenticates(
-    client_for, api_key, monkeypatch, caplog
+    client_for, counting_auth, api_key, monkeypatch, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("APPKIT_REDIS_URL", f"redis://127.0.0.1:{closed_port()}/0")
     get_settings.cache_clear()
-    key = api_key("acme", "shop")
-    client = client_for(AuthenticateKey())
+    client = client_for(counting_auth({GOOD: TOKEN}))
 
-    assert (await client.get("/items", headers={"X-API-Key": key})).status_code == 200
-    assert (await client.get("/items", headers={"X-API-Key": "x" + key})).status_code == 401
-    assert (await client.get("/items", headers={"X-API-Key": "y" + key})).status_code == 401
+    assert (await client.get("/items", headers={"X-API-Key": GOOD})).status_code == 200
+    assert (await client.get("/items", headers={"X-API-Key": "x" + GOOD})).status_code == 401
+    assert (await client.get("/items", headers={"X-API-Key": "y" + GOOD})).status_code == 401
 
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1  # once per interval, not once per request
     assert "authentication_cache" in warnings[0].getMessage()
+    # Static keys never ask Redis: the same answers, and nothing more to warn about.
+    key = api_key("acme", "shop")
+    static = client_for(AuthenticateKey())
+    assert (await static.get("/items", headers={"X-API-Key": key})).status_code == 200
+    assert (await static.get("/items", headers={"X-API-Key": "x" + key})).status_code == 401
+    assert [r for r in caplog.records if "unreachable" in r.getMessage()] == warnings
+    assert all(GOOD not in record.getMessage() for record in caplog.records)
     assert all(key not in record.getMessage() for record in caplog.records)
 
 

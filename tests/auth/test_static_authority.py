@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,8 +16,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import Depends
 
-from appkit_runtime.auth import get_project_token, register_static_key
+from appkit_runtime.auth import get_project_token, register_static_key, resolve
 from appkit_runtime.auth import static_keys as static_keys_module
+from appkit_runtime.auth.cache import LOCAL
 from appkit_runtime.auth.static_keys import settings_table
 from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.fastapi.authentication import AuthenticateKey
@@ -240,3 +242,42 @@ async def test_the_lifespan_builds_the_table_before_the_first_requests(counted_b
             )
     assert [a.json() for a in answers] == [{"project_id": f"p{n}"} for n in range(32)]
     assert counted_builds == [2000]
+
+
+async def test_static_misses_make_no_redis_command_and_leave_nothing_behind(
+    api_key, client_for, counting_auth, redis_commands
+) -> None:
+    key = api_key("acme", "shop")
+    client = client_for(AuthenticateKey())
+
+    unknown = [
+        await client.get("/items", headers={"X-API-Key": f"unknown-key-{n}"}) for n in range(20)
+    ]
+    known = await client.get("/items", headers={"X-API-Key": key})
+
+    assert [answer.status_code for answer in unknown] == [401] * 20
+    assert unknown[0].json() == {"detail": "Invalid API key"}
+    assert unknown[0].headers["WWW-Authenticate"] == "Bearer"
+    assert known.status_code == 200 and known.json()["org_id"] == "acme"
+    assert redis_commands() == Counter()  # not the auth cache, not even a connection
+    assert (len(LOCAL.invalid), len(LOCAL.valid)) == (0, 1)  # no negative entries either
+    # The count is live: an authority of the service's own goes through the Redis cache.
+    other = client_for(counting_auth({}))
+    assert (await other.get("/items", headers={"X-API-Key": "unknown-key-0"})).status_code == 401
+    counted = redis_commands()
+    assert (counted["get"], counted["pttl"], counted["set"]) == (1, 1, 1)  # and a handshake
+
+
+async def test_static_misses_never_wait_for_or_take_an_authority_slot(
+    client_for, monkeypatch
+) -> None:
+    monkeypatch.setenv("APPKIT_AUTH_MAX_CONCURRENT", "1")
+    get_settings.cache_clear()
+    assert resolve._authority_slots.try_take(1)  # the one slot, held by a slow authority call
+    try:
+        response = await client_for(AuthenticateKey()).get(
+            "/items", headers={"X-API-Key": "unknown-key-1"}
+        )
+    finally:
+        resolve._authority_slots.give_back()
+    assert response.status_code == 401

@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import json
 import socket
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from django.urls import path
 from appkit_runtime.django.decorators import authenticate_key
 from appkit_runtime.settings import RateLimit, get_redis_instance, get_settings
 from appkit_runtime.tokens import ProjectToken
+from tests.auth.authority_server import AuthService
 
 
 # The reference's "Django Async Views" snippet, after the rename:
@@ -129,11 +131,46 @@ async def test_async_client_401_and_200(api_key, where) -> None:
     assert response.json() == {"org_id": "acme", "project_id": "shop"}
 
 
-def test_sync_client_200_and_the_token_cached_in_redis(api_key) -> None:
-    key = api_key("acme", "shop")
+@pytest.fixture
+def http_authority(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthService]:
+    """The `http` backend, answering from a real key authority on 127.0.0.1."""
+    service = AuthService()
+    monkeypatch.setenv("APPKIT_AUTH_BACKEND", "http")
+    monkeypatch.setenv("APPKIT_AUTH_URL", service.url)
+    get_settings.cache_clear()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_sync_client_200_and_the_authority_token_cached_in_redis(http_authority) -> None:
+    # The sync path shares the Redis cache (sync client) with the other processes; static
+    # keys skip it (every process holds their table), so an authority answers here.
+    key = "live-key-0123456789"
+    http_authority.answers[key] = (200, {"org_id": "acme", "project_id": "shop", "ttl": 60})
     assert Client().get("/sync/", headers=bearer(key)).status_code == 200
     name = f"{get_settings().redis_prefix}:auth:{hashlib.sha256(key.encode()).hexdigest()}"
     assert get_redis_instance("authentication_cache").exists(name) == 1
+    assert len(http_authority.received) == 1
+
+
+@pytest.mark.parametrize("where", ["sync", "async"])
+async def test_static_keys_known_or_not_make_no_redis_command(
+    api_key, redis_commands, where
+) -> None:
+    key = api_key("acme", "shop", product="search", scopes=["read"])
+    client = AsyncClient()
+
+    for n in range(10):
+        assert_denied(
+            await client.get(f"/{where}/", headers=bearer(f"unknown-key-{n}")),
+            401,
+            "Invalid API key",
+        )
+    assert (await client.get(f"/{where}/search/", headers=bearer(key))).status_code == 200
+
+    assert redis_commands() == Counter()
 
 
 @pytest.mark.parametrize("where", ["sync", "async"])

@@ -3,9 +3,11 @@
 Scaling: one production server per key-set size (1, 10k, 100k hashed keys in a file):
 settings-and-table build time, RSS over the one-key server, 32 concurrent first requests
 with distinct keys, and the server's CPU per unknown-key request.
-Flood: random keys at full speed from another process, against the `http` backend (a
-stand-in authority that counts calls and the most in flight), while one valid key is
-polled: its p99 with and without the flood, the server's RSS and the authority calls.
+Flood: random keys at full speed from another process while one valid key is polled: its
+p99 alone and during the flood, measured side by side in one run, the server's RSS, the
+load average and the Redis commands the flood made; against the `static` backend (one
+hashed key in a file) and the `http` backend (a stand-in authority that counts calls and
+the most in flight).
 """
 
 from __future__ import annotations
@@ -187,33 +189,54 @@ def scaling(redis_url: str, directory: Path, miss_seconds: float) -> list[dict]:
     return rows
 
 
-def flood(redis_url: str, seconds: float, connections: int, bound: int) -> dict:
-    authority = Server(
-        "authority",
-        "bench.apps.key_authority:app",
-        env={"BENCH_VALID_KEY": API_KEY},
-        uvicorn_args=tuple(uvicorn_args()),
-    )
-    authority.start()
-    authority.wait_ready("/stats", {})
-    env = server_env(
-        redis_url,
-        APPKIT_AUTH_BACKEND="http",
-        APPKIT_AUTH_URL=f"{authority.base_url}/",
-        APPKIT_AUTH_MAX_CONCURRENT=str(bound),
-    )
+def _redis_calls(redis: BenchRedis) -> int:
+    """Commands the bench's own Redis has run so far (INFO commandstats, every command)."""
+    return sum(stat["calls"] for stat in redis.client.info("commandstats").values())
+
+
+def flood(
+    redis: BenchRedis, directory: Path, backend: str, seconds: float, connections: int, bound: int
+) -> dict:
+    authority = None
+    if backend == "http":
+        authority = Server(
+            "authority",
+            "bench.apps.key_authority:app",
+            env={"BENCH_VALID_KEY": API_KEY},
+            uvicorn_args=tuple(uvicorn_args()),
+        )
+        authority.start()
+        authority.wait_ready("/stats", {})
+        env = server_env(
+            redis.url,
+            APPKIT_AUTH_BACKEND="http",
+            APPKIT_AUTH_URL=f"{authority.base_url}/",
+            APPKIT_AUTH_MAX_CONCURRENT=str(bound),
+        )
+    else:
+        keys = write_keys(directory, 1)
+        env = server_env(redis.url, APPKIT_AUTH_BACKEND="static", APPKIT_API_KEYS=str(keys))
     server = Server(
-        "flooded", "bench.apps.protected:app", env=env, uvicorn_args=tuple(uvicorn_args())
+        f"flooded-{backend}",
+        "bench.apps.protected:app",
+        env=env,
+        uvicorn_args=tuple(uvicorn_args()),
     )
     server.start()
     try:
         server.wait_ready(URL_PATH, {"X-API-Key": API_KEY})
+        calls_before = _redis_calls(redis)
         quiet = asyncio.run(_poll(server.port, API_KEY, seconds / 2))
+        # What one valid request costs in Redis (the limiter's script and the commands it
+        # runs, the usage flushes): measured alone, then taken out of the flood's count.
+        per_valid = (_redis_calls(redis) - calls_before) / len(quiet)
         rss_before = server.rss_kib() / 1024
         out: multiprocessing.Queue = multiprocessing.Queue()
         flooder = multiprocessing.Process(
             target=_flood_process, args=(server.port, seconds, connections, out)
         )
+        load_before = os.getloadavg()[0]
+        calls_before = _redis_calls(redis)
         cpu_before = cpu_seconds(server.process.pid)  # type: ignore[union-attr]
         flooder.start()
         rss: list[float] = []
@@ -231,12 +254,19 @@ def flood(redis_url: str, seconds: float, connections: int, bound: int) -> dict:
         flooded = out.get(timeout=60)
         flooder.join()
         cpu = cpu_seconds(server.process.pid) - cpu_before  # type: ignore[union-attr]
-        with urllib.request.urlopen(f"{authority.base_url}/stats") as response:
-            stats = json.load(response)
+        redis_calls = _redis_calls(redis) - calls_before
+        load_after = os.getloadavg()[0]
+        stats = {"calls": 0, "max_in_flight": 0}
+        if authority is not None:
+            with urllib.request.urlopen(f"{authority.base_url}/stats") as response:
+                stats = json.load(response)
     finally:
         server.stop()
-        authority.stop()
+        if authority is not None:
+            authority.stop()
+    flood_redis = max(0.0, redis_calls - per_valid * len(loud))
     result = {
+        "backend": backend,
         "valid_p50_quiet_ms": _percentile(quiet, 0.5),
         "valid_p99_quiet_ms": _percentile(quiet, 0.99),
         "valid_p50_flood_ms": _percentile(loud, 0.5),
@@ -244,7 +274,11 @@ def flood(redis_url: str, seconds: float, connections: int, bound: int) -> dict:
         "valid_requests_flood": len(loud),
         "flood_rps": flooded["requests"] / seconds,
         "server_cpu_share": cpu / seconds,
+        "server_cpu_per_flood_request_ms": cpu * 1000 / max(1, flooded["requests"]),
         "flood_statuses": flooded["statuses"],
+        "redis_calls": redis_calls,
+        "redis_calls_per_flood_request": flood_redis / max(1, flooded["requests"]),
+        "load_average": (load_before, load_after),
         "rss_before_mb": rss_before,
         "rss_each_second_mb": [round(x, 1) for x in rss],
         "authority_calls": stats["calls"],
@@ -255,51 +289,67 @@ def flood(redis_url: str, seconds: float, connections: int, bound: int) -> dict:
     return result
 
 
-def report(rows: list[dict], flooded: dict, args: argparse.Namespace) -> list[str]:
+def report(rows: list[dict], floods: list[dict], args: argparse.Namespace) -> list[str]:
     loop = " + ".join(a.split("=")[1] for a in uvicorn_args()) or "asyncio + h11"
     lines = [
         "```",
         *machine_lines("bench's own asyncio client", f"uvicorn, 1 worker, {loop}"),
         "```",
-        "",
     ]
-    lines += [
-        "| keys | settings + table build s | start to /healthz s | RSS MB | RSS over 1 key MB "
-        "| 32 first requests | slowest first ms | misses/s | server CPU per miss ms |",
-        "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['keys']:,} | {row['build_s']:.2f} | {row['ready_s']:.2f} "
-            f"| {row['rss_mb']:.1f} "
-            f"| {row['rss_growth_mb']:.1f} | {row['first_statuses']} | {row['first_max_ms']:.1f} "
-            f"| {row['miss_rps']:,.0f} | {row['miss_cpu_ms']:.3f} |"
-        )
-    one, most = rows[0], rows[-1]
+    if rows:
+        lines += [
+            "",
+            "| keys | settings + table build s | start to /healthz s | RSS MB | RSS over 1 key MB "
+            "| 32 first requests | slowest first ms | misses/s | server CPU per miss ms |",
+            "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['keys']:,} | {row['build_s']:.2f} | {row['ready_s']:.2f} "
+                f"| {row['rss_mb']:.1f} | {row['rss_growth_mb']:.1f} | {row['first_statuses']} "
+                f"| {row['first_max_ms']:.1f} | {row['miss_rps']:,.0f} | {row['miss_cpu_ms']:.3f} |"
+            )
+        one, most = rows[0], rows[-1]
+        lines += [
+            "",
+            f"Miss cost, {most['keys']:,} keys / 1 key: "
+            f"{most['miss_cpu_ms'] / one['miss_cpu_ms']:.2f} (goal within 10 %).",
+        ]
+    for flooded in floods:
+        lines += _flood_lines(flooded, args)
+    return lines
+
+
+def _flood_lines(flooded: dict, args: argparse.Namespace) -> list[str]:
     quiet_p50, quiet_p99 = flooded["valid_p50_quiet_ms"], flooded["valid_p99_quiet_ms"]
     loud_p50, loud_p99 = flooded["valid_p50_flood_ms"], flooded["valid_p99_flood_ms"]
-    lines += [
+    backend = flooded["backend"]
+    load = " → ".join(f"{n:.2f}" for n in flooded["load_average"])
+    lines = [
         "",
-        f"Miss cost, {most['keys']:,} keys / 1 key: "
-        f"{most['miss_cpu_ms'] / one['miss_cpu_ms']:.2f} (goal within 10 %).",
-        "",
-        f"Flood: {args.flood_seconds:.0f} s of random keys over {args.flood_connections} "
-        "connections (another process), `http` backend, "
-        f"APPKIT_AUTH_MAX_CONCURRENT={flooded['bound']}.",
+        f"Flood, `{backend}` backend: {args.flood_seconds:.0f} s of random keys over "
+        f"{args.flood_connections} connections (another process)"
+        + (f", APPKIT_AUTH_MAX_CONCURRENT={flooded['bound']}." if backend == "http" else "."),
         "",
         "| valid key | p50 ms | p99 ms |",
         "| --- | ---: | ---: |",
         f"| alone | {quiet_p50:.2f} | {quiet_p99:.2f} |",
         f"| during the flood | {loud_p50:.2f} | {loud_p99:.2f} |",
         "",
-        f"- p99 during / alone: {loud_p99 / quiet_p99:.2f} (goal ≤ 3)",
+        f"- p99 during / alone: {loud_p99 / quiet_p99:.2f} (goal ≤ 3); "
+        f"1-minute load average {load} over the flood",
         f"- flood: {flooded['flood_rps']:,.0f} req/s, answers {flooded['flood_statuses']}; "
-        f"the server got {flooded['server_cpu_share']:.0%} of a core",
-        f"- authority: {flooded['authority_calls']:,} calls, at most "
-        f"{flooded['authority_max_in_flight']} in flight (bound {flooded['bound']})",
+        f"the server got {flooded['server_cpu_share']:.0%} of a core, "
+        f"{flooded['server_cpu_per_flood_request_ms']:.3f} ms of CPU per flood request",
+        f"- Redis commands per flood request: {flooded['redis_calls_per_flood_request']:.2f}",
         f"- server RSS before: {flooded['rss_before_mb']:.1f} MB; each second of the flood: "
         f"{flooded['rss_each_second_mb']}",
     ]
+    if backend == "http":
+        lines.append(
+            f"- authority: {flooded['authority_calls']:,} calls, at most "
+            f"{flooded['authority_max_in_flight']} in flight (bound {flooded['bound']})"
+        )
     return lines
 
 
@@ -309,13 +359,32 @@ def main() -> None:
     parser.add_argument("--flood-seconds", type=float, default=12.0)
     parser.add_argument("--flood-connections", type=int, default=64)
     parser.add_argument("--bound", type=int, default=8, help="APPKIT_AUTH_MAX_CONCURRENT")
+    parser.add_argument(
+        "--backend",
+        choices=("static", "http", "both"),
+        default="both",
+        help="the key authority of the flood runs",
+    )
+    parser.add_argument("--flood-only", action="store_true", help="skip the key-set scaling")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     args = parser.parse_args()
+    backends = ("static", "http") if args.backend == "both" else (args.backend,)
     with BenchRedis() as redis, tempfile.TemporaryDirectory(prefix="appkit-bench-keys-") as tmp:
-        rows = scaling(redis.url, Path(tmp), args.miss_seconds)
-        redis.client.flushall()
-        flooded = flood(redis.url, args.flood_seconds, args.flood_connections, args.bound)
-    text = "\n".join(report(rows, flooded, args))
+        rows = [] if args.flood_only else scaling(redis.url, Path(tmp), args.miss_seconds)
+        floods = []
+        for backend in backends:
+            redis.client.flushall()
+            floods.append(
+                flood(
+                    redis,
+                    Path(tmp),
+                    backend,
+                    args.flood_seconds,
+                    args.flood_connections,
+                    args.bound,
+                )
+            )
+    text = "\n".join(report(rows, floods, args))
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")

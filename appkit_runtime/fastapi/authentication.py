@@ -7,11 +7,12 @@ with the built-in static authority they are answered from its table, on the even
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from functools import partial
 
 from anyio import CapacityLimiter, to_thread
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
@@ -44,11 +45,41 @@ _authority_limiters: LoopCache[CapacityLimiter] = LoopCache()
 _DESCRIPTION = "An API key, as `Authorization: Bearer <key>` or in the `X-API-Key` header."
 
 
+class AuthDenied(HTTPException):
+    """The `HTTPException` of a denial: 401 with `WWW-Authenticate`, 403, or 503.
+
+    Apps made by `get_fastapi_app` answer it with `denied_response`; any other app, as the
+    `HTTPException` it is, with the same status, headers and `{"detail": ...}` body.
+    """
+
+    def __init__(self, denial: Denial) -> None:
+        super().__init__(denial.status, denial.detail, dict(denial.headers) or None)
+
+
 def auth_error(denial: Denial) -> HTTPException:
     """The `HTTPException` for a denial: 401 with `WWW-Authenticate`, 403, or 503."""
-    return HTTPException(
-        status_code=denial.status, detail=denial.detail, headers=dict(denial.headers) or None
-    )
+    return AuthDenied(denial)
+
+
+# Bodies by detail: a flood of unknown keys gets the same few answers, encoded once each.
+# Bounded, in case a subclass builds denials with details of its own.
+_bodies: dict[str, bytes] = {}
+_MAX_BODIES = 64
+
+
+async def denied_response(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an `HTTPException`, byte for byte (`{"detail":...}`, the status
+    and headers), with the body encoded once per detail instead of once per request."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    body = _bodies.get(exc.detail)
+    if body is None:
+        body = json.dumps(
+            {"detail": exc.detail}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+        if len(_bodies) < _MAX_BODIES:
+            _bodies[exc.detail] = body
+    return Response(body, exc.status_code, exc.headers, media_type="application/json")
 
 
 def _key_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:

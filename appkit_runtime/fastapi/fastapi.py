@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
+from appkit_runtime.fastapi.authentication import AuthDenied, denied_response
 from appkit_runtime.fastapi.health import HealthRoutesMiddleware
 from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
 from appkit_runtime.fastapi.openapi import rate_limit_openapi
@@ -55,6 +56,7 @@ def get_fastapi_app(
         server_spans=server_spans,
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
+    app.add_exception_handler(AuthDenied, denied_response)
     app.add_exception_handler(ConnectionError, _unavailable)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_unavailable)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import Depends, FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from appkit_runtime.fastapi.authentication import AuthenticateKey
+from appkit_runtime.auth import register_static_key
+from appkit_runtime.fastapi.authentication import AuthDenied, AuthenticateKey, denied_response
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.settings import RateLimit
 from appkit_runtime.tokens import ProjectToken
 
@@ -136,3 +139,30 @@ def test_openapi_shows_the_security_scheme() -> None:
     schema = app.openapi()
     assert schema["components"]["securitySchemes"]["APIKey"]["scheme"] == "bearer"
     assert schema["paths"]["/items"]["get"]["security"] == [{"APIKey": []}]
+
+
+async def test_the_runtime_answers_denials_byte_for_byte_as_fastapi_does(client_for) -> None:
+    runtime = get_fastapi_app("denials", databases=())
+    runtime.get("/items", dependencies=[Depends(AuthenticateKey(product="search"))])(lambda: {})
+    assert runtime.exception_handlers[AuthDenied] is denied_response
+    plain = client_for(AuthenticateKey(product="search"))  # FastAPI's own handler
+    key = register_static_key("other-product-key", org_id="o", project_id="p", product="mail")
+    shown = ("content-type", "content-length", "www-authenticate")
+    try:
+        async with (
+            LifespanManager(runtime) as started,
+            AsyncClient(transport=ASGITransport(started.app), base_url="http://t") as ours,
+        ):
+            for headers in ({}, {"X-API-Key": "unknown-key"}, {"X-API-Key": "other-product-key"}):
+                expected, answer = await plain.get("/items", headers=headers), None
+                for _ in range(2):  # the second from the encoded body kept
+                    answer = await ours.get("/items", headers=headers)
+                    assert (answer.status_code, answer.content) == (
+                        expected.status_code,
+                        expected.content,
+                    )
+                    assert [answer.headers.get(h) for h in shown] == [
+                        expected.headers.get(h) for h in shown
+                    ]
+    finally:
+        key()

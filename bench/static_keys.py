@@ -83,9 +83,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def _hammer(port: int, keys: list[str] | None, seconds: float, connections: int) -> dict:
+async def _hammer(
+    port: int, keys: list[str] | None, seconds: float, connections: int, rate: float = 0
+) -> dict:
     """Requests over `connections` keep-alive sockets for `seconds`: the given keys once each
-    (first requests), or a fresh random key per request when `keys` is None."""
+    (first requests), or a fresh random key per request when `keys` is None; at full speed,
+    or paced to about `rate` requests a second in all when `rate` is given."""
+    interval = connections / rate if rate else 0.0
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -105,6 +109,8 @@ async def _hammer(port: int, keys: list[str] | None, seconds: float, connections
                 writer.write(_request(key))
                 statuses[await _read_response(reader)] += 1
                 latencies.append(time.perf_counter() - sent)
+                if interval:
+                    await asyncio.sleep(max(0.0, sent + interval - time.perf_counter()))
         finally:
             writer.close()
 
@@ -137,8 +143,10 @@ async def _poll(port: int, key: str, seconds: float) -> list[float]:
     return sorted(latencies)
 
 
-def _flood_process(port: int, seconds: float, connections: int, out: multiprocessing.Queue) -> None:
-    out.put(asyncio.run(_hammer(port, None, seconds, connections)))
+def _flood_process(
+    port: int, seconds: float, connections: int, rate: float, out: multiprocessing.Queue
+) -> None:
+    out.put(asyncio.run(_hammer(port, None, seconds, connections, rate)))
 
 
 def scaling(redis_url: str, directory: Path, miss_seconds: float) -> list[dict]:
@@ -195,7 +203,13 @@ def _redis_calls(redis: BenchRedis) -> int:
 
 
 def flood(
-    redis: BenchRedis, directory: Path, backend: str, seconds: float, connections: int, bound: int
+    redis: BenchRedis,
+    directory: Path,
+    backend: str,
+    seconds: float,
+    connections: int,
+    rate: float,
+    bound: int,
 ) -> dict:
     authority = None
     if backend == "http":
@@ -233,7 +247,7 @@ def flood(
         rss_before = server.rss_kib() / 1024
         out: multiprocessing.Queue = multiprocessing.Queue()
         flooder = multiprocessing.Process(
-            target=_flood_process, args=(server.port, seconds, connections, out)
+            target=_flood_process, args=(server.port, seconds, connections, rate, out)
         )
         load_before = os.getloadavg()[0]
         calls_before = _redis_calls(redis)
@@ -328,7 +342,8 @@ def _flood_lines(flooded: dict, args: argparse.Namespace) -> list[str]:
     lines = [
         "",
         f"Flood, `{backend}` backend: {args.flood_seconds:.0f} s of random keys over "
-        f"{args.flood_connections} connections (another process)"
+        f"{args.flood_connections} connections (another process), "
+        + (f"paced to {args.flood_rate:,.0f} req/s" if args.flood_rate else "at full speed")
         + (f", APPKIT_AUTH_MAX_CONCURRENT={flooded['bound']}." if backend == "http" else "."),
         "",
         "| valid key | p50 ms | p99 ms |",
@@ -358,6 +373,9 @@ def main() -> None:
     parser.add_argument("--miss-seconds", type=float, default=4.0)
     parser.add_argument("--flood-seconds", type=float, default=12.0)
     parser.add_argument("--flood-connections", type=int, default=64)
+    parser.add_argument(
+        "--flood-rate", type=float, default=0, help="req/s in all (default: full speed)"
+    )
     parser.add_argument("--bound", type=int, default=8, help="APPKIT_AUTH_MAX_CONCURRENT")
     parser.add_argument(
         "--backend",
@@ -381,6 +399,7 @@ def main() -> None:
                     backend,
                     args.flood_seconds,
                     args.flood_connections,
+                    args.flood_rate,
                     args.bound,
                 )
             )

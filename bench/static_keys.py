@@ -3,8 +3,8 @@
 Scaling: one production server per key-set size (1, 10k, 100k hashed keys in a file):
 settings-and-table build time, RSS over the one-key server, 32 concurrent first requests
 with distinct keys, and the server's CPU per unknown-key request.
-Flood: random keys at full speed from another process while one valid key is polled: its
-p99 alone and during the flood, measured side by side in one run, the server's RSS, the
+Flood: random keys from another process (at full speed, or paced) while one valid key is
+polled: its p99 alone and during the flood, side by side in one run, the server's RSS, the
 load average and the Redis commands the flood made; against the `static` backend (one
 hashed key in a file) and the `http` backend (a stand-in authority that counts calls and
 the most in flight).

@@ -4,7 +4,6 @@ and what must never hold key material: bodies, /metrics and Redis key names."""
 from __future__ import annotations
 
 import json
-import re
 import secrets
 
 import pytest
@@ -127,7 +126,7 @@ async def test_no_key_material_in_metrics_bodies_or_redis_key_names(
     service, keys = hostile_service
     bodies = []
     async with Connection(service.port) as connection:
-        # Valid keys, unknown keys (cached as invalid) and malformed ones (never looked up).
+        # Valid keys, unknown keys and malformed ones (never looked up).
         unknown = [new_key(), new_key()]
         for key in [*keys.values(), *unknown, *HOSTILE_KEYS[2:4]]:
             reply = await connection.get("/items/9", key)
@@ -139,9 +138,10 @@ async def test_no_key_material_in_metrics_bodies_or_redis_key_names(
     prefix = get_settings().redis_prefix
     with redis.Redis.from_url(get_settings().redis_url) as admin:
         names = [name.decode() for name in admin.scan_iter(match=f"{prefix}:*", count=1000)]
-    auth_names = [name for name in names if name.startswith(f"{prefix}:auth:")]
-    assert len(auth_names) == len(keys) + len(unknown)
-    assert all(re.fullmatch(rf"{re.escape(prefix)}:auth:[0-9a-f]{{64}}", n) for n in auth_names)
+    # Static keys are answered from the service's own table: none reaches the Redis cache
+    # (whose names, digests only, tests/auth/test_caches.py checks with an authority).
+    assert [name for name in names if name.startswith(f"{prefix}:auth:")] == []
+    assert names  # the rate limiter's counters, checked for leaks below
     assert leaks([*bodies, metrics.body.decode(), *names]) == []
 
 

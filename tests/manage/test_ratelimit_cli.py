@@ -109,7 +109,10 @@ async def test_a_ttl_override_removes_itself(cli: Cli, command: str) -> None:
     )
     redis = get_async_redis_instance("ratelimit")
     assert made.json["ttl"] == 1
-    assert 0 < await redis.pttl(key) <= 1000
+    ttl = await redis.pttl(key)
+    # On a loaded machine the CLI can take longer to exit than the second it set: the key is
+    # then already gone (-2), which passes; a key without a TTL (-1) does not.
+    assert ttl == -2 or 0 < ttl <= 1000
 
     # Wait on Redis's own clock: until it reports the key gone.
     for _ in range(20):

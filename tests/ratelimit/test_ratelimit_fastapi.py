@@ -46,10 +46,12 @@ async def test_500_concurrent_requests_against_100_twice(
     app_factory: AppFactory,
     client_factory: ClientFactory,
     ratelimit_redis: Callable[[str], None],
+    real_redis: str,
 ) -> None:
     # redis-py's async pool refuses (MaxConnectionsError) past 100 connections instead of
-    # waiting, and 500 requests in flight open one each: give this test a bigger pool.
-    ratelimit_redis("redis://127.0.0.1:6379/0?max_connections=1000")
+    # waiting, and 500 requests in flight open one each: give this test a bigger pool, on the
+    # Redis (and database) the environment names, as every other test.
+    ratelimit_redis(f"{real_redis}{'&' if '?' in real_redis else '?'}max_connections=1000")
     client = client_factory(app_factory(max_requests=100, expiry=3))
 
     assert await statuses(client, 500) == {200: 100, 429: 400}

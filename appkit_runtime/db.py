@@ -108,6 +108,7 @@ def session_dependency(name: str = "default") -> Callable[[], AsyncIterator[Asyn
                 raise DatabaseUnavailable(f"database {name!r}: {type(error).__name__}") from error
 
     dependency.__name__ = f"get_session_{name}"
+    dependency.__doc__ = f"A session on database {name!r}, committed after the endpoint."
     return dependency
 
 
@@ -134,6 +135,7 @@ async def _rollback_quietly(session: AsyncSession) -> None:
 
 
 get_session = session_dependency("default")
+"""The FastAPI dependency for a session on the `default` database, committed after the endpoint."""
 get_session.__name__ = "get_session"
 
 

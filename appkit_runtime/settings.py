@@ -172,42 +172,164 @@ def _static_keys(value: Any) -> StaticKeys:
 
 
 class Settings(BaseSettings):
-    """Every `APPKIT_*` variable; see the README's table for meanings and defaults."""
+    """Every `APPKIT_*` variable; each field's description is its line in the settings reference."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    service_name: str = "appkit-service"
-    env: Literal["development", "test", "production"] = "development"
-    redis_url: str = "memory://"
-    redis_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    redis_cluster: bool = False
-    redis_prefix: str = "appkit"
-    database_url: str | None = None
-    database_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    auth_backend: Literal["static", "http"] = "static"
-    auth_url: str | None = None
-    auth_timeout: float = Field(default=2.0, gt=0)
-    auth_cache_ttl: float = Field(default=10.0, ge=0, le=MAX_AUTH_TTL_SECONDS)
-    auth_negative_ttl: float = Field(default=5.0, ge=0, le=MAX_AUTH_TTL_SECONDS)
-    auth_negative_cache_max: int = Field(default=100_000, ge=1)
-    auth_max_concurrent: int = Field(default=32, ge=1)
-    api_keys: Annotated[StaticKeys, NoDecode] = StaticKeys({})
-    ratelimit_default: str = "100/60"
-    ratelimit_fail_open: bool = True
-    ratelimit_headers: Literal["draft", "legacy", "both", "off"] = "draft"
-    ratelimit_mode: Literal["enforce", "monitor"] = "enforce"
-    metrics_flush_seconds: float = Field(default=5.0, gt=0)
-    usage_days_kept: int = Field(default=400, ge=0)
-    usage_stream: bool = False
-    usage_stream_shards: int = Field(default=1, ge=1, le=1024)
-    usage_stream_maxlen: int = Field(default=1_000_000, ge=0)
-    gc_freeze: bool | None = None
-    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
-    log_format: Literal["json", "text"] | None = None
-    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
-    access_log: bool = True
+    service_name: str = Field(
+        default="appkit-service",
+        description="service name in metrics and the embedded database file's name",
+        json_schema_extra={"shown_default": "the name given to `get_fastapi_app`"},
+    )
+    env: Literal["development", "test", "production"] = Field(
+        default="development",
+        description="`development`, `test` or `production`; production refuses `memory://` "
+        "and plain-text keys",
+    )
+    redis_url: str = Field(
+        default="memory://",
+        description="Redis for every dependency name: `redis://`, `rediss://`, `unix://`, "
+        "`redis+cluster://`, or `memory://` (in-process, one warning at start-up); the URL names "
+        "a host (a socket path for `unix://`), the database is a number (`/3`), only 0 in a "
+        "cluster, and query options (`?socket_timeout=2`) are checked at start-up",
+    )
+    redis_urls: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Redis for one dependency name: `RATELIMIT`, `AUTHENTICATION_CACHE`, "
+        "`METRICS`, or your own",
+        json_schema_extra={
+            "variable": "APPKIT_REDIS_URL_<NAME>",
+            "shown_default": "`APPKIT_REDIS_URL`",
+        },
+    )
+    redis_cluster: bool = Field(
+        default=False, description="treat every Redis URL as a Redis Cluster entry point"
+    )
+    redis_prefix: str = Field(
+        default="appkit", description="first part of every Redis key the runtime writes"
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="the `default` database; `postgresql://` gets asyncpg, `sqlite://` aiosqlite",
+        json_schema_extra={"shown_default": "unset: `sqlite+aiosqlite:///./<service>.db`"},
+    )
+    database_urls: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="another named database, such as `USAGE` for the billing sink",
+        json_schema_extra={"variable": "APPKIT_DATABASE_URL_<NAME>"},
+    )
+    auth_backend: Literal["static", "http"] = Field(
+        default="static",
+        description="key authority: `static` (keys from `APPKIT_API_KEYS`) or `http`",
+    )
+    auth_url: str | None = Field(
+        default=None,
+        description="the `http` authority's endpoint: `http://` or `https://` with a host, "
+        "checked at start-up",
+    )
+    auth_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds before the `http` authority counts as unavailable",
+    )
+    auth_cache_ttl: float = Field(
+        default=10.0,
+        ge=0,
+        le=MAX_AUTH_TTL_SECONDS,
+        description="longest seconds a resolved key stays in the in-process cache (at most 86400)",
+    )
+    auth_negative_ttl: float = Field(
+        default=5.0,
+        ge=0,
+        le=MAX_AUTH_TTL_SECONDS,
+        description="seconds an unknown key is remembered as unknown (at most 86400)",
+    )
+    auth_negative_cache_max: int = Field(
+        default=100_000,
+        ge=1,
+        description="most unknown keys remembered in-process; past it the oldest goes "
+        '(`appkit_auth_cache_evictions_total{cache="invalid"}`)',
+    )
+    auth_max_concurrent: int = Field(
+        default=32,
+        ge=1,
+        description="most key-authority calls in flight per process; an uncached key beyond "
+        "it gets 503 with `Retry-After` at once",
+    )
+    api_keys: Annotated[StaticKeys, NoDecode] = Field(
+        default=StaticKeys({}),
+        description="static keys: a JSON list, or the path of a JSON file",
+    )
+    ratelimit_default: str = Field(
+        default="100/60",
+        description="requests per window (seconds) when neither the key nor the route sets a limit",
+    )
+    ratelimit_fail_open: bool = Field(
+        default=True,
+        description="Redis unreachable: let requests through (`true`) or answer 503 (`false`)",
+    )
+    ratelimit_headers: Literal["draft", "legacy", "both", "off"] = Field(
+        default="draft",
+        description="`draft` (`RateLimit-Policy` and `RateLimit`), `legacy` "
+        "(`RateLimit-Limit/-Remaining/-Reset`), `both` or `off`",
+    )
+    ratelimit_mode: Literal["enforce", "monitor"] = Field(
+        default="enforce", description="`monitor` counts and reports but never rejects"
+    )
+    metrics_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often per-project usage counts are flushed to Redis",
+    )
+    usage_days_kept: int = Field(
+        default=400,
+        ge=0,
+        description="days a project's per-day usage hash stays in Redis after its UTC day "
+        "ends; `0` keeps them all (the all-time hash is always kept)",
+    )
+    usage_stream: bool = Field(
+        default=False,
+        description="also append each usage flush to a Redis Stream for the billing drain "
+        "worker; off, a flush sends nothing more",
+    )
+    usage_stream_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="streams the usage entries are spread over (1 to 1024), each in its own "
+        "Redis Cluster slot; service and worker must agree",
+    )
+    usage_stream_maxlen: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="about how many entries each stream keeps (`MAXLEN ~`); a warning when "
+        "the cap drops entries no worker has acknowledged; `0` uncapped",
+    )
+    gc_freeze: bool | None = Field(
+        default=None,
+        description="after start-up, move every live object to the garbage collector's "
+        "permanent generation (`gc.freeze()`), so full collections under load scan only what "
+        "requests made; given back at shutdown",
+        json_schema_extra={"shown_default": "`true`, `false` when `APPKIT_ENV=test`"},
+    )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated proxy addresses or networks whose `X-Forwarded-For` is "
+        "believed; give uvicorn the same (`--forwarded-allow-ips`)",
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="`json`: one JSON object a line on stdout; `text`: plain lines on stderr",
+        json_schema_extra={"shown_default": "`json` when `APPKIT_ENV=production`, else `text`"},
+    )
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field(
+        default="INFO", description="the root logger's level"
+    )
+    access_log: bool = Field(
+        default=True, description="one access line per request (`false`: none)"
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -1,9 +1,10 @@
 """The `http` authority: asks an external auth service at `APPKIT_AUTH_URL` over HTTP.
 
-Contract (also in the README): `POST <APPKIT_AUTH_URL>` with JSON `{"key", "product", "kind",
-"method", "port", "headers"}`; 200 with a token object → valid; 401, 403 or 404 → invalid;
-anything else, a time-out or a refused connection → `AuthorityUnavailable`; a 200 that is not
-a well-formed token (`appkit_runtime.auth.token_validation`) → `MalformedToken`, one of those.
+Contract (also in the documentation's HTTP answers): `POST <APPKIT_AUTH_URL>` with JSON
+`{"key", "product", "kind", "method", "port", "headers"}`; 200 with a token object → valid;
+401, 403 or 404 → invalid; anything else, a time-out or a refused connection →
+`AuthorityUnavailable`; a 200 that is not a well-formed token
+(`appkit_runtime.auth.token_validation`) → `MalformedToken`, one of those.
 """
 
 from __future__ import annotations

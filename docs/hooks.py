@@ -69,12 +69,18 @@ def scaffold_commands() -> Iterator[Command]:
     """`appkit-scaffold` and each of its subcommands, in the order `--help` lists them."""
     from scaffold.cli import PROG, cli
 
-    root = click.Context(cli, info_name=PROG)
+    # The group's own settings (`-h`, 100 columns), which a subcommand's context inherits; the
+    # width is fixed so the page does not depend on the terminal that builds it.
+    root = click.Context(
+        cli, info_name=PROG, terminal_width=int(HELP_COLUMNS), **cli.context_settings
+    )
     yield Command((PROG,), cli.get_short_help_str(100), cli.get_help(root), frozenset())
     for name in cli.list_commands(root):
         command = cli.commands[name]
         context = click.Context(command, info_name=name, parent=root)
-        options = frozenset(o for p in command.params for o in (*p.opts, *p.secondary_opts))
+        options = frozenset(
+            o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")
+        )
         yield Command(
             (PROG, name),
             command.get_short_help_str(100),

@@ -2,7 +2,9 @@
 
 A page writes a marker (`<!-- appkit:settings -->`, `<!-- appkit:cli appkit-scaffold -->`,
 `<!-- appkit:cli manage -->`) where the settings table or a command line's `--help` goes, so
-neither can drift from the code. `tests/docs/` reads the same functions.
+neither can drift from the code. The settings table is also committed between its marker and
+`<!-- /appkit:settings -->`, for readers of the Markdown; `python docs/hooks.py` rewrites it,
+and `tests/docs/` checks it is current.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +22,11 @@ from pydantic.fields import FieldInfo
 
 from appkit_runtime.settings import ENV_PREFIX, Settings
 
-MARKER = re.compile(r"<!-- appkit:(settings|cli [\w-]+) -->")
+MARKER = re.compile(
+    r"<!-- appkit:(settings|cli [\w-]+) -->(?:\n(?:(?!<!-- appkit:).)*?<!-- /appkit:\1 -->)?",
+    flags=re.S,
+)
+SETTINGS_PAGE = Path(__file__).parent / "reference" / "settings.md"
 HELP_COLUMNS = "100"
 
 
@@ -139,5 +146,18 @@ def generated(marker: str) -> str:
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
-    """Replace each marker of the page by its generated Markdown."""
+    """Replace each marker of the page (and what it held) by its generated Markdown."""
     return MARKER.sub(lambda match: generated(match[1]), markdown)
+
+
+def committed_settings_page() -> str:
+    """The settings page with its committed table brought up to date."""
+    return MARKER.sub(
+        lambda m: f"{m[0].split(chr(10))[0]}\n{settings_table()}\n<!-- /appkit:{m[1]} -->",
+        SETTINGS_PAGE.read_text(),
+    )
+
+
+if __name__ == "__main__":
+    SETTINGS_PAGE.write_text(committed_settings_page())
+    print(f"{SETTINGS_PAGE}: settings table rewritten")

@@ -9,7 +9,10 @@ import re
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
+from appkit_runtime.auth import decisions
+from appkit_runtime.fastapi.ratelimit import RATE_LIMITED_DETAIL
 from appkit_runtime.fastapi.request_metrics import RequestTimings
+from appkit_runtime.ratelimit.failure import UNAVAILABLE_DETAIL
 from tests.docs.pages import DOCS, ROOT, pages
 
 METRIC_MODULES = [
@@ -88,3 +91,20 @@ def test_no_page_says_the_duration_is_by_status() -> None:
     for page in pages():
         text = " ".join(page.read_text().split())
         assert not re.search(r"request_duration_seconds`[^.|]*\bstatus\b", text), page
+
+
+def test_every_error_body_the_runtime_answers_is_in_the_http_reference() -> None:
+    http = (DOCS / "reference" / "http.md").read_text()
+    denials = [v for v in vars(decisions).values() if isinstance(v, decisions.Denial)]
+    assert len(denials) >= 5
+    for denial in denials:
+        row = next((r for r in http.splitlines() if f'"detail": "{denial.detail}"' in r), None)
+        assert row, f"{denial.detail!r} is not in docs/reference/http.md"
+        assert f"| {denial.status} " in row
+        for name, value in denial.headers.items():
+            assert f"`{name}: {value}`" in row
+    app_bodies = re.findall(
+        r'\{"detail": "([^"]+)"\}', (ROOT / "appkit_runtime" / "fastapi" / "fastapi.py").read_text()
+    )
+    for detail in [RATE_LIMITED_DETAIL, UNAVAILABLE_DETAIL, *app_bodies]:
+        assert f'"detail": "{detail}"' in http, detail

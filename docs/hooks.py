@@ -56,9 +56,11 @@ def shown_default(field: FieldInfo) -> str:
         return "unset"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
-    if not isinstance(value, str | int | float) or value in ((), {}):
-        return "none" if not value else f"`{value}`"
-    return f"`{value:_}`".replace("_", ",") if isinstance(value, int) else f"`{value}`"
+    if isinstance(value, int):
+        return f"`{value:,}`"
+    if isinstance(value, str | float):
+        return f"`{value}`"
+    return "none"  # an empty collection: no keys, no proxies
 
 
 def settings_table() -> str:

@@ -15,7 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
+from appkit_runtime.manage import main
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_settings
 from tests.docs.pages import DOCS, ROOT, Block, blocks, hooks
@@ -176,3 +178,38 @@ def test_every_figure_on_the_performance_page_is_in_a_recorded_run() -> None:
     assert not missing, f"figures in docs/performance/index.md with no recorded run: {missing}"
     for run in re.findall(r"Run of (\d{4}-\d{2}-\d{2}(?: [\d:–]+ UTC)?)", prose):
         assert f"## Run of {run}" in recorded, f"no recorded run of {run}"
+
+
+# The operator CLI's examples, run
+
+
+def operator_blocks() -> list[Block]:
+    """Shell blocks made only of `python -m appkit_runtime.manage ratelimit ...` commands."""
+    prefix = ["python", "-m", "appkit_runtime.manage", "ratelimit"]
+    return [b for b in SHELL if all(c[:4] == prefix for c in commands(b))]
+
+
+def test_the_operator_guide_has_a_block_of_ratelimit_commands() -> None:
+    assert any(block.page.name == "overrides.md" for block in operator_blocks())
+
+
+@pytest.mark.parametrize("block", operator_blocks(), ids=lambda b: b.name)
+def test_operator_examples_run_in_order_against_the_real_redis(
+    block: Block, monkeypatch: pytest.MonkeyPatch, real_redis: str, capsys: pytest.CaptureFixture
+) -> None:
+    prefix = f"test-docs-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("APPKIT_REDIS_PREFIX", prefix)
+    monkeypatch.setenv("APPKIT_ENV", "development")
+    monkeypatch.delenv("APPKIT_REDIS_URL_RATELIMIT", raising=False)
+    get_settings.cache_clear()
+    try:
+        for words in commands(block):
+            status = main(words[3:])
+            assert status == 0, f"{' '.join(words)}: exit {status}: {capsys.readouterr().err}"
+        assert "500" in capsys.readouterr().out  # `get` showed the override `set` wrote
+    finally:
+        with redis.Redis.from_url(real_redis) as shared:
+            keys = list(shared.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                shared.delete(*keys)
+        get_settings.cache_clear()

@@ -25,6 +25,7 @@ from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.settings import RateLimit, StaticKeys, get_settings
 from appkit_runtime.tokens import ProjectToken
+from tests.conftest import REDIS_URL
 
 PLAIN = "dev-key-plain-1234"
 HASHED = "dev-key-hashed-5678"
@@ -89,7 +90,7 @@ def test_the_table_holds_digests_only_and_is_built_once_per_settings(static_keys
 
 def test_plain_keys_are_refused_in_production(monkeypatch) -> None:
     monkeypatch.setenv("APPKIT_ENV", "production")
-    monkeypatch.setenv("APPKIT_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("APPKIT_REDIS_URL", REDIS_URL)  # production refuses memory://
     monkeypatch.setenv("APPKIT_API_KEYS", json.dumps(ENTRIES))
     get_settings.cache_clear()
     with pytest.raises(ConfigurationError, match="^APPKIT_API_KEYS: plain `key` entries"):

@@ -31,9 +31,11 @@ _sync_lock = threading.Lock()
 _warned_memory = False
 
 
-def async_client(name: str) -> async_redis.Redis:
-    """The cached async client of `name` for the running loop, made on first use."""
-    settings = get_settings()
+def async_client(name: str, settings: Settings | None = None) -> async_redis.Redis:
+    """The cached async client of `name` for the running loop, made on first use; `settings`
+    are the current ones, when the caller has read them already."""
+    if settings is None:
+        settings = get_settings()
     known = _client_keys.get(name)
     if known is None or known[0] is not settings:
         # Keyed by URL too, so a test that changes settings never gets a stale server's client.

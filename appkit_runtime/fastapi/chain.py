@@ -36,7 +36,9 @@ class ProtectedChain(AuthenticateKey):
         self.metrics = metrics
 
     async def __call__(self, request: Request, response: Response) -> ProjectToken:  # type: ignore[override]
-        project_token = await super().__call__(request)
+        project_token = await self.authenticate(request)
+        # What `AuthenticateKey.__call__` does, without its frame: the state's own dict.
+        request.scope.setdefault("state", {})["project_token"] = project_token
         await self.limiter.hit(request, response, project_token)
         self.metrics.count(request, project_token)
         return project_token

@@ -129,7 +129,8 @@ class PathRateLimiter(_Limiter):
         peer = request.client.host if request.client else None
         # Several header lines are one list (RFC 9110 §5.3), in the order the proxies added them.
         forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
-        proxies = get_settings().trusted_proxies
+        settings = get_settings()
+        proxies = settings.trusted_proxies
         warn_if_server_rewrote(peer, forwarded, proxies)
         address = client_address(peer, forwarded, proxies)
         route = request.scope["route"].path
@@ -140,7 +141,7 @@ class PathRateLimiter(_Limiter):
         except StorageError as error:
             _unavailable(request, error, self.fail_open)
             return
-        _answer(request, result, response, self.mode, route)
+        _answer(request, result, response, self.mode, route, settings.ratelimit_headers)
 
 
 async def apply_rate_limit(
@@ -185,19 +186,21 @@ async def _limit_project(
     token: ProjectToken,
 ) -> RateLimitResult | None:
     route = request.scope["route"].path
+    settings = get_settings()  # read once for the client, the keys, the overrides, the headers
     try:
         result = await hit_leased(
-            async_client(REDIS_NAME),
+            async_client(REDIS_NAME, settings),
             token.org_id,
             token.project_id,
             route,
             limiter.limit(token.rate_limit),
             cost,
+            settings=settings,
         )
     except StorageError as error:
         _unavailable(request, error, limiter.fail_open)
         return None
-    _answer(request, result, response, limiter.mode, route)
+    _answer(request, result, response, limiter.mode, route, settings.ratelimit_headers)
     return result
 
 
@@ -207,10 +210,11 @@ def _answer(
     response: Response | None,
     mode: Mode | None,
     route: str,
+    style: str,
 ) -> None:
-    """Raise the 429 when the result refuses the request, else set the headers; either way
-    leave the decision on the request's state for the access line and the span."""
-    style = get_settings().ratelimit_headers
+    """Raise the 429 when the result refuses the request, else set the headers (`style`, as
+    `APPKIT_RATELIMIT_HEADERS`); either way leave the decision on the request's state for the
+    access line and the span."""
     # The state's dict itself (the one `request.state` wraps): no `State` object made.
     state = request.scope.setdefault("state", {})
     if refuses(result, mode, route):

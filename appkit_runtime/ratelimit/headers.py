@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from appkit_runtime.ratelimit.results import RateLimitResult
 
 POLICY_NAME = "default"
@@ -40,14 +42,19 @@ def raw_rate_limit_headers(result: RateLimitResult, style: str) -> list[tuple[by
     reset = result.reset_seconds
     raw: list[tuple[bytes, bytes]] = []
     if style != "legacy":
-        policy = b'"%s";q=%d;w=%d' % (_POLICY, limit, result.effective_expiry_s)
-        raw.append((b"ratelimit-policy", policy))
+        raw.append(_raw_policy(limit, result.effective_expiry_s))
         raw.append((b"ratelimit", b'"%s";r=%d;t=%d' % (_POLICY, remaining, reset)))
     if style != "draft":
         raw.append((b"ratelimit-limit", b"%d" % limit))
         raw.append((b"ratelimit-remaining", b"%d" % remaining))
         raw.append((b"ratelimit-reset", b"%d" % reset))
     return raw
+
+
+@lru_cache(maxsize=256)
+def _raw_policy(limit: int, window: int) -> tuple[bytes, bytes]:
+    # A route's policy is the same on every request: formatted once per limit, not per request.
+    return (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (_POLICY, limit, window))
 
 
 def rejection_headers(result: RateLimitResult, style: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from appkit_runtime.keys import escape_id, project_key, service_key
-from appkit_runtime.settings import get_settings
+from appkit_runtime.settings import Settings, get_settings
 
 COUNTER_KIND = "rl"
 OVERRIDE_KIND = "rlo"
@@ -62,9 +62,13 @@ def make_client_rate_limit_key(endpoint_name: str, client: str) -> str:
     return service_key(CLIENT_COUNTER_KIND, f"{{{escape_id(client)}}}", endpoint_name)
 
 
-def rate_limit_keys(org_id: str, project_id: str, path: str) -> tuple[str, str]:
-    """`(counter_key, override_key)`, the KEYS of `PROJECT_RATE_LIMITER_LUA`."""
-    return _rate_limit_keys(get_settings().redis_prefix, org_id, project_id, path)
+def rate_limit_keys(
+    org_id: str, project_id: str, path: str, *, settings: Settings | None = None
+) -> tuple[str, str]:
+    """`(counter_key, override_key)`, the KEYS of `PROJECT_RATE_LIMITER_LUA`; `settings` when
+    the caller has them in hand (the request path reads them once)."""
+    prefix = (get_settings() if settings is None else settings).redis_prefix
+    return _rate_limit_keys(prefix, org_id, project_id, path)
 
 
 @lru_cache(maxsize=4096)

@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appkit_runtime.loop_cache import LoopCache
 from appkit_runtime.ratelimit.keys import rate_limit_keys
 from appkit_runtime.ratelimit.org_cache import ORG_OVERRIDES, UNREAD
 from appkit_runtime.ratelimit.results import RateLimitResult
 from appkit_runtime.ratelimit.storage import AsyncRedisStorage, async_storage_for
-from appkit_runtime.settings import RateLimit
+from appkit_runtime.settings import RateLimit, Settings, get_settings
 
 # The largest block a process asks for; its block doubles each time it spends one up.
 MAX_BLOCK = 1024
@@ -229,27 +228,33 @@ def _refuse(queue: deque[_Waiter], refusal: RateLimitResult, want: int) -> None:
     queue.extend(kept)
 
 
-_tables: LoopCache[LeaseTable] = LoopCache()
-
-
 def lease_table_for(storage: AsyncRedisStorage) -> LeaseTable:
     """The leases held through `storage` (one per client and event loop), made once."""
-    tables = _tables.current()
-    table = tables.get(storage)
+    table = storage.lease_table
     if table is None:
-        table = tables[storage] = LeaseTable()
+        table = storage.lease_table = LeaseTable()
     return table
 
 
 async def hit_leased(
-    client: Any, org_id: str, project_id: str, path: str, limit: RateLimit, cost: int = 1
+    client: Any,
+    org_id: str,
+    project_id: str,
+    path: str,
+    limit: RateLimit,
+    cost: int = 1,
+    *,
+    settings: Settings | None = None,
 ) -> RateLimitResult:
     """`hit` through this process's lease: same limits, overrides, cost and result.
 
-    Raises `StorageError` when a lease call is needed and Redis cannot be reached.
+    `settings`: the current ones, when the caller has read them already. Raises
+    `StorageError` when a lease call is needed and Redis cannot be reached.
     """
-    keys = rate_limit_keys(org_id, project_id, path)
-    override = ORG_OVERRIDES.cached_limit(client, org_id, path)
+    if settings is None:
+        settings = get_settings()
+    keys = rate_limit_keys(org_id, project_id, path, settings=settings)
+    override = ORG_OVERRIDES.cached_limit(client, org_id, path, settings)
     if override is UNREAD:
         override = await ORG_OVERRIDES.limit_for(client, org_id, path)
     limit = override or limit

@@ -114,11 +114,16 @@ class OrgOverrideCache:
         snapshot = await asyncio.shield(self._load(client, get_settings()))
         return snapshot.lookup(org_id, path)
 
-    def cached_limit(self, client: Any, org_id: str, path: str) -> RateLimit | None | Unread:
+    def cached_limit(
+        self, client: Any, org_id: str, path: str, settings: Settings | None = None
+    ) -> RateLimit | None | Unread:
         """`limit_for` without awaiting: UNREAD when there is no copy yet, or only one older
-        than `REFRESH_SECONDS` (on a running loop); past half that age a read starts behind."""
+        than `REFRESH_SECONDS` (on a running loop); past half that age a read starts behind.
+        `settings`: the current ones, when the caller has read them already."""
+        if settings is None:
+            settings = get_settings()
         snapshot = self._snapshot
-        if snapshot is None or snapshot.settings is not get_settings():
+        if snapshot is None or snapshot.settings is not settings:
             return UNREAD
         age = time.monotonic() - snapshot.loaded_at
         if age >= REFRESH_SECONDS:

@@ -9,7 +9,7 @@ on `NOSCRIPT`), never per request.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -24,6 +24,9 @@ from appkit_runtime.ratelimit.scripts import (
 )
 from appkit_runtime.redis_errors import is_outage, server_message
 from appkit_runtime.tracing import traced
+
+if TYPE_CHECKING:
+    from appkit_runtime.ratelimit.leases import LeaseTable
 
 _BACKEND_ERRORS = (RedisError, RedisClusterException, OSError)
 
@@ -82,6 +85,9 @@ class AsyncRedisStorage:
         self._set_override = client.register_script(OVERRIDE_SET_LUA)
         self._delete_overrides = client.register_script(OVERRIDE_DELETE_LUA)
         self._read_org = client.register_script(ORG_OVERRIDES_READ_LUA)
+        # The quota leases held through this storage (made by `lease_table_for`): kept here,
+        # where the hot path already is, instead of in a second per-loop map.
+        self.lease_table: LeaseTable | None = None
 
     @traced("appkit.ratelimit.limit")
     async def run_limiter(self, keys: Sequence[str], args: Sequence[int]) -> list[int]:

@@ -187,13 +187,15 @@ async def _limit_project(
 ) -> RateLimitResult | None:
     route = request.scope["route"].path
     settings = get_settings()  # read once for the client, the keys, the overrides, the headers
+    # A token's own limit wins (`effective_limit`), with no call made for it.
+    limit = token.rate_limit if token.rate_limit is not None else limiter.limit()
     try:
         result = await hit_leased(
             async_client(REDIS_NAME, settings),
             token.org_id,
             token.project_id,
             route,
-            limiter.limit(token.rate_limit),
+            limit,
             cost,
             settings=settings,
         )
@@ -217,7 +219,7 @@ def _answer(
     access line and the span."""
     # The state's dict itself (the one `request.state` wraps): no `State` object made.
     state = request.scope.setdefault("state", {})
-    if refuses(result, mode, route):
+    if result.is_over_limit and refuses(result, mode, route):  # under the limit: no call
         state[DECISION_STATE] = ("limited", 0)
         raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
     decision: Decision = "would_limit" if result.is_over_limit else "allowed"

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appkit_runtime.ratelimit.limiter import MAX_LIMIT_VALUE
 from scaffold.errors import UsageProblem
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -26,6 +27,13 @@ _SCOPE = re.compile(r"[A-Za-z0-9:._/*+-]+")
 # The longest name and path whose rendered module and tests stay within ruff's 100 columns.
 MAX_NAME = 40
 MAX_PATH = 80
+
+
+def _valid_rate_limit(value: str) -> bool:
+    """Whether `value` is N/S the runtime accepts: a larger N or S fails the service's import."""
+    return _RATE_LIMIT.fullmatch(value) is not None and all(
+        int(part) <= MAX_LIMIT_VALUE for part in value.split("/")
+    )
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,10 @@ class Endpoint:
         self._check_path()
         if self.public and (self.rate_limit or self.scopes):
             raise UsageProblem("--rate-limit and --scopes need a protected endpoint: drop --public")
-        if self.rate_limit is not None and not _RATE_LIMIT.fullmatch(self.rate_limit):
+        if self.rate_limit is not None and not _valid_rate_limit(self.rate_limit):
             raise UsageProblem(
                 f"bad rate limit {self.rate_limit!r}: use N/S, N requests per S seconds, "
-                "both at least 1, such as 10/60"
+                f"both from 1 to {MAX_LIMIT_VALUE}, such as 10/60"
             )
         for scope in self.scopes:
             if not _SCOPE.fullmatch(scope):

@@ -155,6 +155,8 @@ def test_repeating_an_endpoint_exits_1_with_one_line_and_changes_nothing(
         (["orders", "--path", "/a b"], "bad path '/a b'"),
         (["orders", "--path", "/a/{x}/{x}"], "a parameter appears twice"),
         (["orders", "--rate-limit", "0/60"], "bad rate limit '0/60'"),
+        (["orders", "--rate-limit", "2147483648/60"], "bad rate limit '2147483648/60'"),
+        (["orders", "--rate-limit", "10/99999999999"], "bad rate limit '10/99999999999'"),
         (["orders", "--scopes", "a b"], "bad scope 'a b'"),
         (["orders", "--public", "--rate-limit", "5/60"], "need a protected endpoint"),
         (["orders", "--method", "FETCH"], "Invalid value for '--method'"),

@@ -71,3 +71,21 @@ def test_a_bad_web_concurrency_is_one_line_and_exit_1(tmp_path: Path, value: str
     assert done.returncode == 1
     expected = f"WEB_CONCURRENCY must be a whole number of at least 1, got {value!r}\n"
     assert done.stderr == expected
+
+
+def test_bad_settings_stop_the_server_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    package(tmp_path)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("APPKIT_")}
+
+    # Before the check, uvicorn's supervisor restarted each worker that exited, forever.
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "--port=0"],
+        cwd=tmp_path,
+        env=environ | {"APPKIT_REDIS_URL": "redis://", "WEB_CONCURRENCY": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == "appkit: APPKIT_REDIS_URL: names no host\n"

@@ -116,6 +116,30 @@ def test_alembic_upgrades_to_head_and_back(
     assert "0001" not in alembic("current")
 
 
+@pytest.mark.parametrize(
+    ("url", "line"),
+    [
+        ("garbage", "appkit: APPKIT_DATABASE_URL: unknown URL scheme"),
+        (
+            "postgresql://postgres@127.0.0.1:1/nowhere",
+            "appkit: the database does not answer: ConnectionRefusedError",
+        ),
+    ],
+)
+def test_alembic_on_a_bad_or_unreachable_database_says_so_in_one_line(
+    service_factory: Factory, service_venv: ServiceVenv, url: str, line: str
+) -> None:
+    service = render_installed(service_factory, service_venv, "postgresql", "static", True)
+    environ = service_environ(database_url=url)
+
+    run = service_venv.run("alembic", "upgrade", "head", cwd=service, env=environ, timeout=60)
+
+    assert run.returncode == 1
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 1, run.stdout
+    assert lines[0].startswith(line)
+
+
 def test_the_newcomer_path_serves_the_dev_key_until_the_limit(
     service_factory: Factory, service_venv: ServiceVenv
 ) -> None:

@@ -174,8 +174,9 @@ def _static_keys(value: Any) -> StaticKeys:
 class Settings(BaseSettings):
     """Every `APPKIT_*` variable; each field's description is its line in the settings reference."""
 
+    # allow_inf_nan=False: an infinite time-out never fires and NaN slips past every bound.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True, allow_inf_nan=False
     )
 
     service_name: str = Field(

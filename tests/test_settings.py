@@ -85,6 +85,13 @@ BAD_SETTINGS = [
     # Python's int() takes other scripts' digits and stops at 4300 digits with its own message.
     ({"APPKIT_RATELIMIT_DEFAULT": "\u0665/60"}, "APPKIT_RATELIMIT_DEFAULT: expected N/S"),
     ({"APPKIT_RATELIMIT_DEFAULT": "1" + "0" * 5000 + "/60"}, "APPKIT_RATELIMIT_DEFAULT: expected"),
+    # An infinite time-out or flush interval is never reached; NaN passes every bound.
+    ({"APPKIT_AUTH_TIMEOUT": "inf"}, "APPKIT_AUTH_TIMEOUT: Input should be a finite number"),
+    (
+        {"APPKIT_METRICS_FLUSH_SECONDS": "inf"},
+        "APPKIT_METRICS_FLUSH_SECONDS: Input should be a finite number",
+    ),
+    ({"APPKIT_AUTH_CACHE_TTL": "nan"}, "APPKIT_AUTH_CACHE_TTL: Input should be a finite number"),
     (
         {"APPKIT_ENV": "staging"},
         "APPKIT_ENV: Input should be 'development', 'test' or 'production'",

@@ -40,6 +40,8 @@ NO_NUL = 'pattern=r"^[^\\x00]*$"'
 _TAKEN = {"metadata", "registry", "copy", "dict", "json", "parse_obj", "parse_raw"}
 _TAKEN |= {"parse_file", "from_orm", "construct", "schema", "schema_json", "validate"}
 _TAKEN |= {"update_forward_refs"}
+# SQLAlchemy's keyword constructor takes the row as `self`: Model(self=1) is a TypeError.
+_TAKEN |= {"self"}
 # Names the generated classes' annotations and column types use.
 _TAKEN |= {"sa", "datetime", "date", "decimal", "uuid", "mapped_column"}
 MAX_NAME = 30

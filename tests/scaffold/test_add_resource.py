@@ -189,6 +189,7 @@ def test_the_model_and_registration_keep_the_team_s_files_as_they_were(
         (["order", "--field", "Price:int"], "the name must be up to 30 lowercase"),
         (["order", "--field", "x:int", "--field", "x:str"], "'x': it is given twice"),
         (["order", "--field", "json:str"], "'json' is taken by SQLAlchemy or Pydantic"),
+        (["order", "--field", "self:int"], "'self' is taken by SQLAlchemy or Pydantic"),
         (["order"], "give at least one --field"),
         (["Order", "--field", "x:int"], "bad resource name 'Order'"),
         (["class", "--field", "x:int"], "bad resource name 'class': it is a Python keyword"),

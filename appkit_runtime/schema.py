@@ -27,15 +27,16 @@ def migration_heads(config_path: Path = ALEMBIC_CONFIG) -> tuple[str, ...]:
     """The head revisions of the service's migrations; none without alembic or `alembic.ini`."""
     if not config_path.is_file():
         return ()
+    plugins = logging.getLogger("alembic.runtime.plugins")
+    if plugins.level == logging.NOTSET:
+        # Alembic announces each of its built-in plugins at INFO when first imported: start-up
+        # noise in every worker, so quieten it before the import.
+        plugins.setLevel(logging.WARNING)
     try:
         from alembic.config import Config
         from alembic.script import ScriptDirectory
     except ImportError:
         return ()
-    plugins = logging.getLogger("alembic.runtime.plugins")
-    if plugins.level == logging.NOTSET:
-        # Alembic announces each of its built-in plugins at INFO on every load: start-up noise.
-        plugins.setLevel(logging.WARNING)
     script = ScriptDirectory.from_config(Config(str(config_path)))
     return tuple(sorted(script.get_heads()))
 

@@ -84,7 +84,10 @@ class Summary:
         hint = ": resolve the <<<<<<< markers, then commit" if count else ""
         out.append(f"conflicts ({count}){hint}")
         out += [f"  {path}:{line}" for path, lines in self.conflicts.items() for line in lines]
-        out.append(f"files skipped ({len(self.skipped)}): yours kept, the template's differs")
+        out.append(
+            f"files skipped ({len(self.skipped)}): yours, never updated; they differ from the "
+            "new template's"
+        )
         out += [f"  {path}" for path in self.skipped]
         if self.kept:
             out.append(f"files kept ({len(self.kept)}): the template dropped them, yours has edits")

@@ -11,6 +11,7 @@ import pytest
 from appkit_runtime.settings import get_settings
 
 RateLimitReset = Callable[[str, str, str], Awaitable[bool]]
+RateLimitSpend = Callable[[str, str, str, str, int], Awaitable[int]]
 
 
 def closed_port() -> int:
@@ -66,3 +67,24 @@ def ratelimit_reset() -> RateLimitReset:
         return bool(await get_async_redis_instance("ratelimit").delete(counter))
 
     return reset
+
+
+@pytest.fixture
+def ratelimit_spend() -> RateLimitSpend:
+    """`await ratelimit_spend(org_id, project_id, "/items", "1000/60", 999)`: count 999
+    requests of the project on that route template now, against the route's limit.
+
+    The limiter's own script counts them (an override still wins), so a test reaches a large
+    limit in two requests rather than a thousand; returns the permits left in the window.
+    """
+    from appkit_runtime.ratelimit.leases import invalidate_leases
+    from appkit_runtime.ratelimit.limiter import hit
+    from appkit_runtime.settings import get_async_redis_instance, parse_rate_limit
+
+    async def spend(org_id: str, project_id: str, path: str, limit: str, count: int) -> int:
+        client = get_async_redis_instance("ratelimit")
+        result = await hit(client, org_id, project_id, path, parse_rate_limit(limit), count)
+        invalidate_leases()
+        return result.remaining
+
+    return spend

@@ -24,6 +24,7 @@ from appkit_runtime.testing.faults import (
     appkit_database_down,
     appkit_redis_down,
     ratelimit_reset,
+    ratelimit_spend,
 )
 from appkit_runtime.testing.keys import api_key, reset_auth_caches
 from appkit_runtime.testing.redis_keys import delete_prefixed_keys, redis_key
@@ -41,6 +42,7 @@ __all__ = [
     "appkit_transactional_db",
     "db_session",
     "ratelimit_reset",
+    "ratelimit_spend",
     "redis",
     "redis_key",
 ]

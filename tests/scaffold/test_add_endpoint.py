@@ -50,11 +50,12 @@ def test_added_endpoints_pass_ruff_and_the_service_suite_on_real_servers(
     registry = service / "src" / "shop" / "routers" / "__init__.py"
     registry.write_text(USER_REGISTRY)
 
-    # A POST, a GET with a path parameter, its own limit and a scope, a GET, a public GET.
+    # A POST, a GET with a path parameter, its own limit and a scope, a GET with a limit of a
+    # million, a public GET.
     for args in (
         ["orders", "--method", "post"],
         ["order", "--path", "/orders/{order_id}", "--rate-limit", "4/60", "--scopes", "o:read"],
-        ["reports"],
+        ["reports", "--rate-limit", "1000000/60"],
         ["status", "--method", "GET", "--public"],
     ):
         result = scaffold("add-endpoint", *args, "--project-dir", service)
@@ -81,8 +82,31 @@ def test_added_endpoints_pass_ruff_and_the_service_suite_on_real_servers(
     environ = service_environ(redis_url=REDIS_URL, database_url=postgres_database)
     run = service_venv.run("pytest", "-p", "no:cacheprovider", cwd=service, env=environ)
 
-    # 11 of the template, 4 for each protected endpoint (401 twice, 200, 429), 1 public.
-    assert passed(run) == 11 + 3 * 4 + 1
+    # 14 of the template, 4 for each protected endpoint (401 twice, 200, 429), 1 public.
+    assert passed(run) == 14 + 3 * 4 + 1
+
+
+def test_a_route_limit_of_a_million_is_tested_with_two_requests(
+    scaffold: Scaffold, service_factory: Callable[..., Path], service_venv: ServiceVenv
+) -> None:
+    bare = service_factory(package_name="bulk", include_example=False)
+
+    result = scaffold("add-endpoint", "bulk", "--rate-limit", "1000000/60", "--project-dir", bare)
+
+    # All but one of the million are counted by the route's limiter in one call; the test then
+    # makes the last allowed request and the refused one, and still checks q=1000000.
+    assert result.code == 0, result.err
+    tests = (bare / "tests" / "test_bulk.py").read_text()
+    assert 'await ratelimit_spend("org", "project", route, "1000000/60", 999999) == 1' in tests
+    assert "for _ in range(2)]" in tests
+    assert "assert statuses == [200, 429]\n" in tests
+    assert "'\"default\";q=1000000;w=60'" in tests
+    ruff(bare, "check", ".")
+    ruff(bare, "format", "--check", ".")
+    service_venv.install(bare)
+    run = service_venv.run("pytest", "-p", "no:cacheprovider", cwd=bare)
+    # 3 of the template's health tests and the endpoint's 4, on the embedded defaults.
+    assert passed(run) == 3 + 4
 
 
 def test_the_longest_name_and_path_it_takes_stay_ruff_clean(

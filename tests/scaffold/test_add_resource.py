@@ -38,9 +38,9 @@ EVERY_TYPE = [
 SCOPED = ["person", "--plural", "people", "--field", "name:str(80)", "--scoped"]
 SCOPED += ["--rate-limit", "5/60"]
 # Tests each resource gets: 401 twice, create/read, a seeded row, 404, 422, pages, patch,
-# delete, 429, plus 409 for each unique field (orders) or the scopes' 403 (people).
-ORDERS_TESTS = 10 + 2
-PEOPLE_TESTS = 10 + 1
+# delete, 429, usage, plus 409 for each unique field (orders) or the scopes' 403 (people).
+ORDERS_TESTS = 11 + 2
+PEOPLE_TESTS = 11 + 1
 
 
 def add_resources(scaffold: Scaffold, service: Path) -> None:

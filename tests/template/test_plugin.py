@@ -28,7 +28,7 @@ class Tag(Base):
     __tablename__ = "tags"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    label: Mapped[str] = mapped_column(String(50), unique=True)
+    label: Mapped[str] = mapped_column(sa.String(50), unique=True)
 '''
 
 # Every test starts from a clean slate, so any leak from an earlier test on the same worker
@@ -66,10 +66,11 @@ async def test_a_row_seeded_with_db_session_is_served_by_the_endpoint(
     await db_session.commit()
     headers = {{"Authorization": f"Bearer {{api_key()}}"}}
 
-    listed = await app_client.get("/items", headers=headers)
+    listed = (await app_client.get("/items", headers=headers)).json()
     read = await app_client.get(f"/items/{{row.id}}", headers=headers)
 
-    assert listed.json() == [{{"id": row.id, "name": "seeded"}}]
+    assert [(item["id"], item["name"]) for item in listed["items"]] == [(row.id, "seeded")]
+    assert listed["next"] is None
     assert read.status_code == 200
 
 
@@ -149,6 +150,19 @@ async def test_ratelimit_reset_ends_the_window_of_the_marked_limit(
     assert (await app_client.get("/items", headers=headers)).status_code == 200
 
 
+@pytest.mark.appkit_settings(ratelimit_default="1000/600")
+async def test_ratelimit_spend_counts_requests_of_the_route_at_once(
+    app_client, api_key, ratelimit_spend
+):
+    headers = {"Authorization": f"Bearer {api_key('spend-org', 'spend-project')}"}
+
+    left = await ratelimit_spend("spend-org", "spend-project", "/items", "1000/600", 998)
+    statuses = [(await app_client.get("/items", headers=headers)).status_code for _ in range(3)]
+
+    assert left == 2
+    assert statuses == [200, 200, 429]
+
+
 async def test_appkit_redis_down_makes_the_service_unready(app_client, appkit_redis_down):
     response = await app_client.get("/readyz")
 
@@ -169,7 +183,7 @@ async def test_appkit_auth_down_answers_503_for_an_unknown_key(app_client, appki
     assert "Retry-After" in response.headers
 """
 
-SERVICE_TESTS = 11 + 9 + 4  # the template's own, PROMISES and FAULTS
+SERVICE_TESTS = 14 + 9 + 5  # the template's own, PROMISES and FAULTS
 
 
 @pytest.fixture(scope="module")

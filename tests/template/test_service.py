@@ -62,7 +62,7 @@ def test_the_service_suite_passes_on_embedded_defaults(
 
     run = service_venv.run("pytest", "-p", "no:cacheprovider", cwd=service)
 
-    assert passed(run) == (11 if include_example else 3)
+    assert passed(run) == (14 if include_example else 3)
     assert not list(service.glob("*.db")), "tests must not write the development database"
 
 
@@ -83,7 +83,7 @@ def test_the_service_suite_passes_on_real_redis_and_postgresql(
 
     run = service_venv.run("pytest", "-p", "no:cacheprovider", cwd=service, env=environ)
 
-    assert passed(run) == (11 if include_example else 3)
+    assert passed(run) == (14 if include_example else 3)
 
 
 @pytest.mark.parametrize(

@@ -84,5 +84,5 @@ def test_snippet_endpoints_pass_ruff_and_their_own_tests(
     service_venv.install(service)
     run = service_venv.run("pytest", "-p", "no:cacheprovider", cwd=service)
 
-    # 8 example tests, 3 health tests, 4 for each protected endpoint, 1 for the public one.
-    assert passed(run) == 24
+    # 11 example tests, 3 health tests, 4 for each protected endpoint, 1 for the public one.
+    assert passed(run) == 27

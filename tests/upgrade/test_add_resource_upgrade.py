@@ -13,7 +13,8 @@ from tests.helpers import git_save
 from tests.upgrade.conftest import conflict_markers, release_v2
 
 MODELS = "template/src/{{ package_name }}/models.py.jinja"
-INITIAL = "template/migrations/versions/0001_initial.py.jinja"
+# The example's first migration is rendered from the snippet add-resource renders.
+MIGRATION = "template/.snippets/resource_migration.py.jinja"
 
 
 def test_an_upgrade_keeps_the_resource_files_and_its_registration(
@@ -37,7 +38,7 @@ def test_an_upgrade_keeps_the_resource_files_and_its_registration(
     release_v2(
         appkit,
         models=(MODELS, '"""The service\'s tables', '"""The tables (v2)'),
-        initial=(INITIAL, '"""Initial schema', '"""Initial schema (v2)'),
+        initial=(MIGRATION, '"""Create the', '"""Create (v2) the'),
     )
     assert upgrade(service, to=None, dry_run=False) == 0
     capsys.readouterr()

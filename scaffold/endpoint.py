@@ -1,7 +1,7 @@
 """One endpoint to add: its options checked, its router module and tests rendered in memory.
 
 The files come from the template's own snippets (`template/.snippets/`), the very macros the
-example `items` endpoint is built from, so a new endpoint and the example cannot drift apart.
+example `items` resource is built from, so a new endpoint and the example cannot drift apart.
 """
 
 from __future__ import annotations

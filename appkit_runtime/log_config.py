@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -24,6 +25,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 # uvicorn's access line shows the raw path and query; the runtime's access line replaces it.
 UVICORN_ACCESS_LOGGER = "uvicorn.access"
+# uvicorn's `--log-config` for a process whose logging `configure_logging` set up: a config
+# that changes nothing, so the supervisor of several workers logs like the workers do.
+UVICORN_LOG_CONFIG = Path(__file__).with_name("uvicorn_logging.json")
 # Record attributes never written as JSON keys: the standard ones, and uvicorn's
 # `color_message` (its message again, with ANSI colour codes, for its own console formatter).
 JSON_SKIPPED = (*RESERVED_ATTRS, "color_message")

@@ -208,6 +208,9 @@ def test_the_image_has_uvloop_and_httptools_and_its_cmd_is_ready_with_two_worker
         assert "Uvicorn running" in log.read_text()
     finally:
         assert stop(process) == 0
+    # Every line is JSON, the supervisor's as well as the workers': a collector parses them all.
+    records = [json.loads(line) for line in log.read_text().splitlines() if line]
+    assert any(record["message"].startswith("Started parent process") for record in records)
 
 
 @pytest.mark.redis

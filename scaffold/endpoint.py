@@ -114,8 +114,13 @@ class Endpoint:
 
 
 def parse_scopes(scopes: str | None) -> list[str]:
-    """`"a, b"` gives `["a", "b"]`; empty entries are dropped."""
-    return [scope.strip() for scope in (scopes or "").split(",") if scope.strip()]
+    """`"a, b"` gives `["a", "b"]`; an empty entry is refused, as it would drop a scope."""
+    if scopes is None:
+        return []
+    parsed = [scope.strip() for scope in scopes.split(",")]
+    if "" in parsed:
+        raise UsageProblem(f"bad scopes {scopes!r}: an empty scope; use A,B such as orders:read")
+    return parsed
 
 
 def render_endpoint(template_root: Path, endpoint: Endpoint) -> tuple[str, str]:

@@ -198,6 +198,8 @@ def parse_field(spec: str) -> Field:
             raise UsageProblem(
                 f"bad field {spec!r}: unknown modifier {modifier!r}; use unique or index"
             )
+        if getattr(field, modifier):
+            raise UsageProblem(f"bad field {spec!r}: {modifier!r} is given twice")
         field = Field(**{**field.__dict__, modifier: True})
     if field.type == "json" and (field.unique or field.index):
         raise UsageProblem(f"bad field {spec!r}: a json column cannot be unique or indexed")

@@ -182,6 +182,8 @@ def test_repeating_an_endpoint_exits_1_with_one_line_and_changes_nothing(
         (["orders", "--rate-limit", "2147483648/60"], "bad rate limit '2147483648/60'"),
         (["orders", "--rate-limit", "10/99999999999"], "bad rate limit '10/99999999999'"),
         (["orders", "--scopes", "a b"], "bad scope 'a b'"),
+        (["orders", "--scopes", ""], "bad scopes '': an empty scope"),
+        (["orders", "--scopes", "a,,b"], "bad scopes 'a,,b': an empty scope"),
         (["orders", "--public", "--rate-limit", "5/60"], "need a protected endpoint"),
         (["orders", "--method", "FETCH"], "Invalid value for '--method'"),
         (["orders", "--nope"], "No such option '--nope'"),

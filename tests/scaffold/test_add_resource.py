@@ -184,6 +184,7 @@ def test_the_model_and_registration_keep_the_team_s_files_as_they_were(
         (["order", "--field", "x:int(4)"], "only str(N) and decimal(P,S) take sizes"),
         (["order", "--field", "x:decimal(2,3)"], "decimal(P,S) needs"),
         (["order", "--field", "x:str:primary"], "unknown modifier 'primary'"),
+        (["order", "--field", "x:int:unique:unique"], "'unique' is given twice"),
         (["order", "--field", "x:json:unique"], "a json column cannot be unique"),
         (["order", "--field", "x"], "use name:type"),
         (["order", "--field", "Price:int"], "the name must be up to 30 lowercase"),

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -242,3 +243,12 @@ def postgres_database() -> Iterator[str]:
         yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
     finally:
         asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True)
+def no_django_flush_thread_outlives_its_test() -> Iterator[None]:
+    """Stop the Django usage-flush thread a test started: it would read a later test's settings."""
+    yield
+    metrics = sys.modules.get("appkit_runtime.django.metrics")
+    if metrics is not None and metrics._thread is not None:
+        metrics.stop_usage_flush_thread()

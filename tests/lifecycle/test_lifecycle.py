@@ -126,7 +126,8 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     assert_ok(upgraded)
     assert answers(orders)["_commit"] == V2
     pyproject = (orders / "pyproject.toml").read_text()
-    assert pyproject.count(f'@ git+file://localhost{bare}@{V2}"') == 2
+    # The dependency itself, the otel extra and the dev extra.
+    assert pyproject.count(f'@ git+file://localhost{bare}@{V2}"') == 3
     assert V1 not in pyproject
     git_save(orders, f"upgrade to appkit {V2}")
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
@@ -57,11 +60,20 @@ def get_fastapi_app(
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(AuthDenied, denied_response)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ConnectionError, _unavailable)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(DisconnectionError, _database_unavailable)
     return app
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's 422 body, written as ASCII JSON so that any input it echoes can be sent."""
+    # A body's JSON may hold a lone surrogate (`\ud800`): UTF-8 cannot encode it, so
+    # FastAPI's own handler would answer 500 instead of this 422.
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, separators=(",", ":"))
+    return Response(body, status_code=422, media_type="application/json")
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

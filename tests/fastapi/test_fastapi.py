@@ -7,6 +7,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import BaseModel, Field
 
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.settings import get_async_redis_instance, get_settings
@@ -19,6 +20,12 @@ async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+class Named(BaseModel):
+    """A body with one string field, checked by a pattern as the template's strings are."""
+
+    name: str = Field(pattern=r"^[^\x00]*$")
 
 
 @pytest.fixture
@@ -100,6 +107,26 @@ async def test_health_routes_answer_get_and_head_and_refuse_other_methods() -> N
     assert wrong_method.json() == {"detail": "Method Not Allowed"}
     assert 'route="/healthz",service="health-methods-test",status="200"' in text
     assert 'route="/healthz",service="health-methods-test",status="405"' in text
+
+
+@pytest.mark.usefixtures("real_redis", "sqlite_database")
+async def test_a_lone_surrogate_in_a_json_body_is_a_422_not_a_500() -> None:
+    app = get_fastapi_app("surrogate-test")
+
+    @app.post("/named")
+    async def create(body: Named) -> dict[str, str]:
+        return {"name": body.name}
+
+    async with client_for(app) as client:
+        # Valid JSON text, but the string it holds cannot be encoded as UTF-8.
+        answer = await client.post(
+            "/named", content=b'{"name": "\\ud800"}', headers={"content-type": "application/json"}
+        )
+        plain = await client.post("/named", json={"name": 5})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "name"]
+    assert plain.status_code == 422
+    assert plain.json()["detail"][0]["msg"] == "Input should be a valid string"
 
 
 @pytest.mark.usefixtures("real_redis", "sqlite_database")

@@ -151,3 +151,15 @@ def test_the_next_steps_cd_line_works_for_a_folder_with_spaces_and_quotes(
     cd = next(line.strip() for line in run.stderr.splitlines() if line.strip().startswith("cd "))
     moved = subprocess.run(["sh", "-c", f"{cd} && pwd"], capture_output=True, text=True)
     assert moved.stdout.strip() == str(dest)
+
+
+def test_the_next_steps_curl_line_carries_the_development_key(tmp_path: Path) -> None:
+    copier = Path(sys.executable).parent / "copier"
+    copy = [copier, "copy", "--defaults", "--vcs-ref", "HEAD", "-d", "package_name=svc_two"]
+
+    run = subprocess.run([*copy, ROOT, tmp_path / "svc"], capture_output=True, text=True)
+
+    assert run.returncode == 0, run.stderr
+    curl = next(line.strip() for line in run.stderr.splitlines() if "curl " in line)
+    assert "'Authorization: Bearer dev-svc-two-key'" in curl
+    assert "dev-svc-two-key" in (tmp_path / "svc" / ".env.example").read_text()

@@ -95,7 +95,10 @@ class RequestContextMiddleware:
             finally:
                 if span is not None:
                     spans.close(span, span_token, error)  # type: ignore[union-attr]
-                REQUEST_ID.reset(token)
+                # An escaping exception keeps the id set: the server logs its traceback next,
+                # in this request's own task, and that line should carry the id too.
+                if error is None:
+                    REQUEST_ID.reset(token)
 
     def _report(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
         """The access line, from the state the chain left."""

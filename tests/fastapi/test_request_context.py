@@ -331,3 +331,28 @@ def test_an_app_under_uvicorn_writes_only_json_lines_without_colour(tmp_path: Pa
     assert not [line for line in lines if "color_message" in line]
     (access,) = [line for line in lines if line["logger"] == "appkit_runtime.access"]
     assert (access["request_id"], access["route"], access["status"]) == ("uv-1", "/hello", 200)
+
+
+FAILING_APP = """
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+
+app = get_fastapi_app("failing-json", databases=())
+
+
+@app.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("boom")
+"""
+
+
+def test_the_servers_traceback_line_carries_the_request_id(tmp_path: Path) -> None:
+    (tmp_path / "service.py").write_text(FAILING_APP)
+    environ = {"APPKIT_ENV": "development", "APPKIT_LOG_FORMAT": "json"}
+    answer, output = serve_once(
+        tmp_path, {**environ, "APPKIT_REDIS_URL": "memory://"}, "/boom", {"X-Request-ID": "uv-500"}
+    )
+
+    assert answer.status_code == 500
+    (error,) = [line for line in json_lines(output) if line["level"] == "ERROR"]
+    assert "RuntimeError: boom" in str(error["exc_info"])
+    assert error["request_id"] == "uv-500"  # so the traceback joins its access line

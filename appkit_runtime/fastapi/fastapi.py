@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
@@ -22,6 +22,7 @@ from appkit_runtime.fastapi.request_context import RequestContextMiddleware
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
 from appkit_runtime.fastapi.tracing import instrument_tracing
 from appkit_runtime.log_config import configure_logging, logs_json
+from appkit_runtime.request_context import REQUEST_ID_HEADER, current_request_id
 from appkit_runtime.settings import use_service_name
 
 logger = logging.getLogger("appkit_runtime")
@@ -61,6 +62,7 @@ def get_fastapi_app(
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
     app.add_exception_handler(AuthDenied, denied_response)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(ConnectionError, _unavailable)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_unavailable)
@@ -74,6 +76,13 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> Res
     # FastAPI's own handler would answer 500 instead of this 422.
     body = json.dumps({"detail": jsonable_encoder(exc.errors())}, separators=(",", ":"))
     return Response(body, status_code=422, media_type="application/json")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Starlette's plain 500, with the request's id (it is sent outside the id middleware)."""
+    request_id = current_request_id()
+    headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
+    return PlainTextResponse("Internal Server Error", status_code=500, headers=headers)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -345,14 +345,15 @@ async def boom() -> None:
 """
 
 
-def test_the_servers_traceback_line_carries_the_request_id(tmp_path: Path) -> None:
+def test_a_500_and_the_servers_traceback_line_carry_the_request_id(tmp_path: Path) -> None:
     (tmp_path / "service.py").write_text(FAILING_APP)
     environ = {"APPKIT_ENV": "development", "APPKIT_LOG_FORMAT": "json"}
     answer, output = serve_once(
         tmp_path, {**environ, "APPKIT_REDIS_URL": "memory://"}, "/boom", {"X-Request-ID": "uv-500"}
     )
 
-    assert answer.status_code == 500
+    assert answer.status_code == 500 and answer.text == "Internal Server Error"
+    assert answer.headers["x-request-id"] == "uv-500"
     (error,) = [line for line in json_lines(output) if line["level"] == "ERROR"]
     assert "RuntimeError: boom" in str(error["exc_info"])
     assert error["request_id"] == "uv-500"  # so the traceback joins its access line

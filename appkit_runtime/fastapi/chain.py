@@ -43,6 +43,15 @@ class ProtectedChain(AuthenticateKey):
         self.metrics.count(request, project_token)
         return project_token
 
+    async def before_endpoint(self, request: Request) -> list[tuple[bytes, bytes]]:
+        """The chain for a route that runs it before FastAPI's solver
+        (`appkit_runtime.fastapi.chained_routes`): the rate-limit fields for the response."""
+        project_token = await self.authenticate(request)
+        request.scope.setdefault("state", {})["project_token"] = project_token
+        fields = await self.limiter.header_fields(request, project_token)
+        self.metrics.count(request, project_token)
+        return fields
+
 
 def protected(
     product: str | None = None,

@@ -14,6 +14,7 @@ from appkit_runtime.auth.http_authority import close_http_authority
 from appkit_runtime.auth.static_keys import load_static_keys
 from appkit_runtime.db import dispose_engines
 from appkit_runtime.errors import AppkitError
+from appkit_runtime.fastapi.chained_routes import chain_routes, check_chained_routes
 from appkit_runtime.fastapi.health import readiness_checks
 from appkit_runtime.fastapi.route_order import check_route_order
 from appkit_runtime.frozen_heap import frozen_startup_heap
@@ -39,6 +40,8 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
         load_static_keys()
         try:
             check_route_order(app)
+            chain_routes(app)
+            check_chained_routes(app)
         except AppkitError as error:
             app.state.appkit_startup_error = f"appkit: {error}"
             raise

@@ -114,6 +114,14 @@ class ProjectRateLimiter(_Limiter):
         just authenticated, instead of reading it back from `request.state`)."""
         await _limit_project(request, response, self, self.cost, token)
 
+    async def header_fields(
+        self, request: Request, token: ProjectToken
+    ) -> list[tuple[bytes, bytes]]:
+        """Count this request for `token`'s project, for a chain run before FastAPI's solver
+        (no sub-response there): the raw header fields for the endpoint's response."""
+        result, style = await _decide(request, self, self.cost, token)
+        return [] if result is None else raw_rate_limit_headers(result, style)
+
 
 class PathRateLimiter(_Limiter):
     """Limit each client address on this route, for routes without authentication.
@@ -141,7 +149,8 @@ class PathRateLimiter(_Limiter):
         except StorageError as error:
             _unavailable(request, error, self.fail_open)
             return
-        _answer(request, result, response, self.mode, route, settings.ratelimit_headers)
+        _record(request, result, self.mode, route, settings.ratelimit_headers)
+        _set_headers(response, result, settings.ratelimit_headers)
 
 
 async def apply_rate_limit(
@@ -185,6 +194,17 @@ async def _limit_project(
     cost: int,
     token: ProjectToken,
 ) -> RateLimitResult | None:
+    result, style = await _decide(request, limiter, cost, token)
+    if result is not None and response is not None:
+        _set_headers(response, result, style)
+    return result
+
+
+async def _decide(
+    request: Request, limiter: _Limiter, cost: int, token: ProjectToken
+) -> tuple[RateLimitResult | None, str]:
+    """Spend `cost` permits of `token`'s project on this route: the result (None when Redis
+    is down and the request fails open) and the header style; raises the 429 or the 503."""
     route = request.scope["route"].path
     settings = get_settings()  # read once for the client, the keys, the overrides, the headers
     # A token's own limit wins (`effective_limit`), with no call made for it.
@@ -201,22 +221,17 @@ async def _limit_project(
         )
     except StorageError as error:
         _unavailable(request, error, limiter.fail_open)
-        return None
-    _answer(request, result, response, limiter.mode, route, settings.ratelimit_headers)
-    return result
+        return None, settings.ratelimit_headers
+    _record(request, result, limiter.mode, route, settings.ratelimit_headers)
+    return result, settings.ratelimit_headers
 
 
-def _answer(
-    request: Request,
-    result: RateLimitResult,
-    response: Response | None,
-    mode: Mode | None,
-    route: str,
-    style: str,
+def _record(
+    request: Request, result: RateLimitResult, mode: Mode | None, route: str, style: str
 ) -> None:
-    """Raise the 429 when the result refuses the request, else set the headers (`style`, as
-    `APPKIT_RATELIMIT_HEADERS`); either way leave the decision on the request's state for the
-    access line and the span."""
+    """Raise the 429 when the result refuses the request (headers in `style`, as
+    `APPKIT_RATELIMIT_HEADERS`); either way leave the decision on the request's state for
+    the access line and the span."""
     # The state's dict itself (the one `request.state` wraps): no `State` object made.
     state = request.scope.setdefault("state", {})
     if result.is_over_limit and refuses(result, mode, route):  # under the limit: no call
@@ -224,12 +239,17 @@ def _answer(
         raise HTTPException(429, RATE_LIMITED_DETAIL, rejection_headers(result, style))
     decision: Decision = "would_limit" if result.is_over_limit else "allowed"
     state[DECISION_STATE] = (decision, result.remaining)
-    if style != "off" and response is not None:
-        if response.raw_headers:
-            response.headers.update(rate_limit_headers(result, style))  # replaces earlier ones
-        else:
-            # The usual case, an empty sub-response: append the encoded fields directly.
-            response.raw_headers.extend(raw_rate_limit_headers(result, style))
+
+
+def _set_headers(response: Response, result: RateLimitResult, style: str) -> None:
+    """Set the rate-limit fields of `style` on `response`, replacing any it already has."""
+    if style == "off":
+        return
+    if response.raw_headers:
+        response.headers.update(rate_limit_headers(result, style))
+    else:
+        # The usual case, an empty sub-response: append the encoded fields directly.
+        response.raw_headers.extend(raw_rate_limit_headers(result, style))
 
 
 def _unavailable(request: Request, error: StorageError, fail_open: bool | None) -> None:

@@ -1,0 +1,225 @@
+"""Protected routes run their chain before FastAPI's solver, whichever way they are declared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import PlainTextResponse
+
+from appkit_runtime.errors import RouteOrderError
+from appkit_runtime.fastapi import protected
+from appkit_runtime.fastapi.chain import ProtectedChain
+from appkit_runtime.fastapi.chained_routes import ChainedRoute, _route_targets
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
+from appkit_runtime.tokens import ProjectToken
+from tests.fastapi.test_fastapi import client_for
+
+pytestmark = pytest.mark.usefixtures("real_redis", "sqlite_database")
+
+
+@pytest.fixture
+def sqlite_database(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+
+
+def _endpoint(calls: list[str]) -> Callable[..., object]:
+    """An endpoint with a dependency of its own, both recording that they ran and in what
+    order, and that they saw the token the chain left."""
+
+    def own_dependency(request: Request) -> str:
+        calls.append(f"dependency:{request.state.project_token.project_id}")
+        return "seen"
+
+    async def endpoint(order_id: int, own: str = Depends(own_dependency)) -> dict[str, object]:
+        calls.append("endpoint")
+        return {"order": order_id, "own": own}
+
+    return endpoint
+
+
+def on_the_app(calls: list[str]) -> tuple[FastAPI, str]:
+    app = get_fastapi_app("chained-app")
+    app.get("/orders/{order_id}", dependencies=protected(max_requests=2, expiry=60))(
+        _endpoint(calls)
+    )
+    return app, "/orders"
+
+
+def on_a_router(calls: list[str]) -> tuple[FastAPI, str]:
+    app = get_fastapi_app("chained-router")
+    router = APIRouter()
+    router.get("/orders/{order_id}", dependencies=protected(max_requests=2, expiry=60))(
+        _endpoint(calls)
+    )
+    app.include_router(router, prefix="/v1")
+    return app, "/v1/orders"
+
+
+def router_level(calls: list[str]) -> tuple[FastAPI, str]:
+    app = get_fastapi_app("chained-router-level")
+    inner = APIRouter(dependencies=protected(max_requests=2, expiry=60))
+    inner.get("/orders/{order_id}")(_endpoint(calls))
+    outer = APIRouter(prefix="/v2")
+    outer.include_router(inner, prefix="/inner")
+    app.include_router(outer)
+    return app, "/v2/inner/orders"
+
+
+def at_inclusion(calls: list[str]) -> tuple[FastAPI, str]:
+    app = get_fastapi_app("chained-inclusion")
+    router = APIRouter()
+    router.get("/orders/{order_id}")(_endpoint(calls))
+    app.include_router(router, dependencies=protected(max_requests=2, expiry=60))
+    return app, "/orders"
+
+
+def by_add_api_route(calls: list[str]) -> tuple[FastAPI, str]:
+    app = get_fastapi_app("chained-add-api-route")
+    app.add_api_route(
+        "/orders/{order_id}",
+        _endpoint(calls),
+        methods=["GET"],
+        dependencies=protected(max_requests=2, expiry=60),
+    )
+    return app, "/orders"
+
+
+def in_a_mounted_app(calls: list[str]) -> tuple[FastAPI, str]:
+    app = get_fastapi_app("chained-outer")
+    sub = get_fastapi_app("chained-mounted")
+    sub.get("/orders/{order_id}", dependencies=protected(max_requests=2, expiry=60))(
+        _endpoint(calls)
+    )
+    app.mount("/mounted", sub)
+    return app, "/mounted/orders"
+
+
+DECLARATIONS = [on_the_app, on_a_router, router_level, at_inclusion, by_add_api_route]
+
+
+def chained(app: FastAPI) -> list[ChainedRoute]:
+    return [target.app for target, _ in _route_targets(app) if isinstance(target.app, ChainedRoute)]
+
+
+@pytest.mark.parametrize("declare", [*DECLARATIONS, in_a_mounted_app])
+async def test_every_way_of_declaring_a_protected_route_runs_its_chain_first(
+    declare, api_key
+) -> None:
+    calls: list[str] = []
+    app, prefix = declare(calls)
+    key = api_key("acme", "orders")
+    async with client_for(app) as client:
+        assert len(chained(app)) == 1  # the route is served without the chain in the solver
+        missing = await client.get(f"{prefix}/1")
+        assert missing.status_code == 401
+        assert missing.json() == {"detail": "Missing API key"}
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert calls == []  # neither the endpoint nor its own dependency ran
+
+        headers = {"Authorization": f"Bearer {key}"}
+        first = await client.get(f"{prefix}/7", headers=headers)
+        assert first.status_code == 200
+        assert first.json() == {"order": 7, "own": "seen"}
+        assert first.headers["ratelimit"] == '"default";r=1;t=60'
+        assert first.headers["ratelimit-policy"] == '"default";q=2;w=60'
+        assert calls == ["dependency:orders", "endpoint"]
+
+        assert (await client.get(f"{prefix}/8", headers=headers)).status_code == 200
+        limited = await client.get(f"{prefix}/9", headers=headers)
+        assert limited.status_code == 429
+        assert limited.json() == {"detail": "Rate limit exceeded"}
+        assert limited.headers["retry-after"]
+        assert calls.count("endpoint") == 2
+
+
+async def test_a_chain_that_is_not_the_first_dependency_stays_in_the_solver(api_key) -> None:
+    ran: list[str] = []
+
+    def first() -> None:
+        ran.append("first")
+
+    app = get_fastapi_app("chain-second")
+
+    @app.get("/late", dependencies=[Depends(first), *protected()])
+    async def late(request: Request) -> str:
+        return request.state.project_token.project_id
+
+    async with client_for(app) as client:
+        assert chained(app) == []
+        assert (await client.get("/late")).status_code == 401
+        assert ran == ["first"]  # declared order kept: it ran before the chain refused
+        key = api_key("acme", "late")
+        answer = await client.get("/late", headers={"X-API-Key": key})
+        assert answer.json() == "late"
+        assert answer.headers["ratelimit"]
+
+
+async def test_dependency_overrides_of_the_chain_still_apply(api_key) -> None:
+    app = get_fastapi_app("chain-override")
+    dependencies = protected()
+
+    @app.get("/who", dependencies=dependencies)
+    async def who(request: Request) -> str:
+        return request.state.project_token.project_id
+
+    def fake_chain(request: Request) -> ProjectToken:
+        token = ProjectToken(org_id="test", project_id="overridden")
+        request.state.project_token = token
+        return token
+
+    async with client_for(app) as client:
+        assert (await client.get("/who")).status_code == 401
+        app.dependency_overrides[dependencies[0].dependency] = fake_chain
+        assert (await client.get("/who")).json() == "overridden"
+        app.dependency_overrides.clear()
+        assert (await client.get("/who")).status_code == 401
+
+
+async def test_the_endpoints_own_response_keeps_its_headers_and_gets_the_limit_fields(
+    api_key,
+) -> None:
+    app = get_fastapi_app("chain-own-response")
+
+    @app.get("/plain", dependencies=protected(max_requests=5, expiry=10))
+    async def plain() -> PlainTextResponse:
+        return PlainTextResponse("ok", headers={"X-Own": "kept"})
+
+    key = api_key("acme", "plain")
+    async with client_for(app) as client:
+        answer = await client.get("/plain", headers={"X-API-Key": key})
+    assert answer.text == "ok"
+    assert answer.headers["x-own"] == "kept"
+    assert answer.headers["ratelimit"] == '"default";r=4;t=10'
+
+
+async def test_an_unauthenticated_body_is_refused_before_it_is_parsed() -> None:
+    app = get_fastapi_app("chain-body")
+
+    @app.post("/things", dependencies=protected())
+    async def create(payload: dict[str, int]) -> dict[str, int]:
+        return payload
+
+    async with client_for(app) as client:
+        answer = await client.post(
+            "/things", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 401  # not the 422 that would tell a stranger the schema
+
+
+async def test_start_up_refuses_a_route_whose_chain_was_swapped_after_chaining() -> None:
+    app = get_fastapi_app("chain-swapped")
+
+    @app.get("/swapped", dependencies=protected())
+    async def swapped() -> None: ...
+
+    async with client_for(app):
+        pass
+    (route,) = [target for target, _ in _route_targets(app) if target.path == "/swapped"]
+    other = protected()[0].dependency
+    assert isinstance(other, ProtectedChain)
+    route.dependant.dependencies[0].call = other
+    with pytest.raises(RouteOrderError, match=r"^GET /swapped: its dependencies changed"):
+        async with client_for(app):
+            pass

@@ -6,6 +6,7 @@ from fastapi import Request
 
 from appkit_runtime import usage
 from appkit_runtime.errors import RouteOrderError
+from appkit_runtime.fastapi.route_template import route_template
 from appkit_runtime.tokens import ProjectToken
 
 
@@ -25,7 +26,7 @@ class AddJobToMetrics:
     async def __call__(self, request: Request) -> None:
         token = getattr(request.state, "project_token", None)
         if token is None:
-            route = getattr(request.scope.get("route"), "path", "")
+            route = route_template(request.scope)
             raise RouteOrderError(
                 f"AddJobToMetrics on {request.method} {route or request.url.path} found no "
                 "project token: put AuthenticateKey before it (dependencies=protected())"
@@ -34,7 +35,7 @@ class AddJobToMetrics:
 
     def count(self, request: Request, token: ProjectToken) -> None:
         """Count this request for `token` (the protected chain passes the token it made)."""
-        route = getattr(request.scope.get("route"), "path", "")
+        route = route_template(request.scope)
         usage.count_job(token, self.product, self.kind, route, request.scope["method"])
 
     def __repr__(self) -> str:

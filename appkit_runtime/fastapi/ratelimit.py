@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import HTTPException, Request, Response
 
 from appkit_runtime.errors import RouteOrderError, StorageError
+from appkit_runtime.fastapi.route_template import route_template
 from appkit_runtime.ratelimit import (
     RateLimitResult,
     clear_project_rate_limit_overrides,
@@ -141,7 +142,7 @@ class PathRateLimiter(_Limiter):
         proxies = settings.trusted_proxies
         warn_if_server_rewrote(peer, forwarded, proxies)
         address = client_address(peer, forwarded, proxies)
-        route = request.scope["route"].path
+        route = route_template(request.scope)
         try:
             result = await hit_client(
                 get_async_redis_instance(REDIS_NAME), address, route, self.limit(), self.cost
@@ -181,7 +182,7 @@ def _token_of(request: Request) -> ProjectToken:
     token: ProjectToken | None = getattr(request.state, "project_token", None)
     if token is None:
         raise RouteOrderError(
-            f"{request.method} {request.scope['route'].path}: the project rate limiter found "
+            f"{request.method} {route_template(request.scope)}: the project rate limiter found "
             "no project token; put AuthenticateKey before it (or use protected())"
         )
     return token
@@ -205,7 +206,7 @@ async def _decide(
 ) -> tuple[RateLimitResult | None, str]:
     """Spend `cost` permits of `token`'s project on this route: the result (None when Redis
     is down and the request fails open) and the header style; raises the 429 or the 503."""
-    route = request.scope["route"].path
+    route = route_template(request.scope)
     settings = get_settings()  # read once for the client, the keys, the overrides, the headers
     # A token's own limit wins (`effective_limit`), with no call made for it.
     limit = token.rate_limit if token.rate_limit is not None else limiter.limit()

@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appkit_runtime.fastapi.route_template import route_template
+
 # Requests that matched no route share one label, so scanners cannot grow the series.
 UNMATCHED = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -107,11 +109,10 @@ class RequestMetricsMiddleware:
 
         async def send_and_count(message: Message) -> None:
             if message["type"] == "http.response.start":
-                route = scope.get("route")
                 method = scope["method"]
                 REQUEST_TIMINGS.observe(
                     self.service,
-                    getattr(route, "path", UNMATCHED) if route is not None else UNMATCHED,
+                    route_template(scope, UNMATCHED),
                     method if method in METHODS else "OTHER",
                     message["status"],
                     time.perf_counter() - started,

@@ -223,3 +223,37 @@ async def test_start_up_refuses_a_route_whose_chain_was_swapped_after_chaining()
     with pytest.raises(RouteOrderError, match=r"^GET /swapped: its dependencies changed"):
         async with client_for(app):
             pass
+
+
+@pytest.mark.parametrize("form", ["protected", "three-depends"])
+async def test_each_inclusion_of_a_router_has_its_own_counter(form, api_key) -> None:
+    from appkit_runtime.fastapi import AddJobToMetrics, AuthenticateKey, ProjectRateLimiter
+
+    app = get_fastapi_app("two-inclusions")
+    if form == "protected":
+        dependencies = protected(max_requests=1, expiry=60)
+    else:
+        dependencies = [
+            Depends(AuthenticateKey()),
+            Depends(ProjectRateLimiter(max_requests=1, expiry=60)),
+            Depends(AddJobToMetrics()),
+        ]
+    router = APIRouter()
+
+    @router.get("/orders/{order_id}", dependencies=dependencies)
+    async def order(order_id: int) -> int:
+        return order_id
+
+    app.include_router(router, prefix="/v1")
+    app.include_router(router, prefix="/v2")
+    headers = {"X-API-Key": api_key("acme", "inclusions")}
+    async with client_for(app) as client:
+        statuses = [
+            (await client.get(f"{prefix}/orders/1", headers=headers)).status_code
+            for prefix in ("/v1", "/v2", "/v1", "/v2")
+        ]
+        metrics = (await client.get("/metrics")).text
+    assert statuses == [200, 200, 429, 429]
+    for prefix in ("/v1", "/v2"):
+        series = f'route="{prefix}/orders/{{order_id}}"'
+        assert any(series in line and 'status="429"' in line for line in metrics.splitlines())

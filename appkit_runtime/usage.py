@@ -36,6 +36,7 @@ import redis.asyncio as async_redis
 from prometheus_client import Counter
 from redis.exceptions import NoScriptError, RedisError
 
+from appkit_runtime.job_counts import JOB_COUNTS
 from appkit_runtime.keys import project_key
 from appkit_runtime.settings import get_async_redis_instance, get_redis_instance, get_settings
 from appkit_runtime.tokens import ProjectToken
@@ -65,9 +66,6 @@ USAGE_FLUSH_LUA = files("appkit_runtime").joinpath("lua", "usage_flush.lua").rea
 USAGE_FLUSH_SHA = hashlib.sha1(USAGE_FLUSH_LUA.encode(), usedforsecurity=False).hexdigest()
 _SCRIPTS = {USAGE_FLUSH_SHA: USAGE_FLUSH_LUA, USAGE_STREAM_ADD_SHA: USAGE_STREAM_ADD_LUA}
 
-JOBS_COUNTED = Counter(
-    "appkit_jobs", "Jobs counted for usage, by route template", ["service", "route", "method"]
-)
 USAGE_FLUSH_FAILURES = Counter(
     "appkit_usage_flush_failures",
     "Usage flushes that failed; their counts are retried",
@@ -148,7 +146,6 @@ def _fresh_counts_in_child() -> None:
 
 os.register_at_fork(after_in_child=_fresh_counts_in_child)
 
-_job_children: dict[tuple[str, str, str], Any] = {}
 _failing = False
 
 
@@ -156,8 +153,7 @@ def reset_usage() -> None:
     """Drop every count not yet flushed and zero the usage metrics (tests start from zero)."""
     global _failing
     _fresh_counts_in_child()
-    _job_children.clear()
-    JOBS_COUNTED.clear()
+    JOB_COUNTS.clear()
     USAGE_FLUSH_FAILURES.clear()
     _failing = False
 
@@ -166,11 +162,7 @@ def count_job(
     token: ProjectToken, product: str | None, kind: str | None, route: str, method: str
 ) -> None:
     """Count one job for the token's project and in the Prometheus counter (no ids as labels)."""
-    labels = (get_settings().service_name, route, method)
-    child = _job_children.get(labels)
-    if child is None:
-        child = _job_children.setdefault(labels, JOBS_COUNTED.labels(*labels))
-    child.inc()
+    JOB_COUNTS.add((get_settings().service_name, route, method))
     usage_counts.add(
         token.org_id,
         token.project_id,

@@ -2,27 +2,29 @@
 
 As a dependency, `protected()`'s chain cost FastAPI's solver about 30 Python calls and 60
 builtin calls per request on top of its own work (BENCHMARKS.md, issue 17). At start-up each
-route whose first dependency is a `ProtectedChain` gets a second handler, built by FastAPI
-from the route's dependencies minus the chain, behind an ASGI step that runs the chain first.
-The route's own dependant is left whole, so OpenAPI, the route-order check and
-`app.dependency_overrides` see what was declared; while any override is set, requests take
-the route's original handler, chain and overrides resolved by FastAPI as before.
+route whose first dependency is a `ProtectedChain` is served by a `ChainedHandler`: the chain,
+then the handler FastAPI builds from the route's dependencies minus the chain. The route's
+own dependant is left whole, so OpenAPI, the route-order check and `app.dependency_overrides`
+see what was declared; while any override is set, requests take the route's declared handler,
+chain and overrides resolved by FastAPI as before.
 
 A route declared protected never runs without its chain: the chain is only ever taken out of
-the handler that this module wraps, and `check_chained_routes` refuses start-up otherwise.
+the handler a `ChainedHandler` runs after it, and `check_chained_routes` refuses start-up when
+a route's chain changed after it was chained.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Coroutine, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import fastapi.routing
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts, request_response
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from appkit_runtime.errors import RouteOrderError
 from appkit_runtime.fastapi.chain import ProtectedChain
@@ -33,57 +35,61 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 # versions include routers eagerly, as plain `APIRoute`s) routes are wrapped the same way.
 _body_limit = getattr(fastapi.routing, "wrap_app_with_body_limit", None)
 _route_context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+_NO_OVERRIDES = SimpleNamespace(dependency_overrides={})
 
 
-class ChainedRoute:
-    """The ASGI app of a protected route: the chain first, then FastAPI's handler without it."""
+class ChainedHandler:
+    """A protected route's handler: the chain, then FastAPI's handler for the route's other
+    dependencies; the route's declared handler instead while dependency overrides are set."""
 
     def __init__(
-        self, chain: ProtectedChain, fast: ASGIApp, declared: ASGIApp, overrides_from: Any
+        self, chain: ProtectedChain, handler: Handler, declared: Handler, overrides_from: Any
     ) -> None:
         self.chain = chain
-        self.fast = fast
+        self.handler = handler
         self.declared = declared
-        self.overrides_from = overrides_from
+        self.overrides_from = overrides_from if overrides_from is not None else _NO_OVERRIDES
+        self.app: ASGIApp | None = None  # the route's app, once it serves through this
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if getattr(self.overrides_from, "dependency_overrides", None):
-            await self.declared(scope, receive, send)
-        else:
-            await self.fast(scope, receive, send)
-
-
-def chain_first(chain: ProtectedChain, handler: Handler) -> Handler:
-    """`handler` (FastAPI's, solving the route's other dependencies) after `chain`."""
-
-    async def run(request: Request) -> Response:
-        fields = await chain.before_endpoint(request)
-        response = await handler(request)
+    async def __call__(self, request: Request) -> Response:
+        if self.overrides_from.dependency_overrides:
+            return await self.declared(request)
+        fields = await self.chain.before_endpoint(request)
+        response = await self.handler(request)
         # Where FastAPI puts a dependency's sub-response headers: after the endpoint's own.
         response.raw_headers.extend(fields)
         return response
 
-    return run
+
+def chained_handler(target: Any) -> ChainedHandler | None:
+    """The `ChainedHandler` that serves `target` (a route or an included route's context)."""
+    handler: ChainedHandler | None = getattr(target, "appkit_chained", None)
+    return handler if handler is not None and target.app is handler.app else None
 
 
 def chain_routes(app: FastAPI) -> int:
-    """Give every route whose first dependency is a `ProtectedChain` a `ChainedRoute` app,
-    in `app`, its included routers and mounted FastAPI apps; the number of routes."""
+    """Give every route whose first dependency is a `ProtectedChain` a `ChainedHandler`, in
+    `app`, its included routers and mounted FastAPI apps; the number of routes."""
     count = 0
     for target, original in _route_targets(app):
-        if isinstance(target.app, ChainedRoute):
+        if chained_handler(target) is not None:
             continue
         dependencies = target.dependant.dependencies
         chain = dependencies[0].call if dependencies else None
         if not isinstance(chain, ProtectedChain):
             continue
         stripped = dataclasses.replace(target.dependant, dependencies=dependencies[1:])
-        handler = _handler_for(target, original, stripped)
-        fast = request_response(chain_first(chain, handler))
+        handler = ChainedHandler(
+            chain,
+            _handler_for(target, original, stripped),
+            _handler_for(target, original, target.dependant),
+            target.dependency_overrides_provider,
+        )
+        served = request_response(handler)
         if _body_limit is not None:
-            fast = _body_limit(fast, target.max_body_size)
-        overrides_from = target.dependency_overrides_provider
-        target.app = ChainedRoute(chain, fast, target.app, overrides_from)
+            served = _body_limit(served, target.max_body_size)
+        target.app = handler.app = served
+        target.appkit_chained = handler
         count += 1
     return count
 
@@ -93,11 +99,11 @@ def check_chained_routes(app: FastAPI) -> None:
     declares first (its dependencies changed after it was chained): its handler would then
     skip what the route declares."""
     for target, _ in _route_targets(app):
-        served_by = target.app
-        if not isinstance(served_by, ChainedRoute):
+        handler = chained_handler(target)
+        if handler is None:
             continue
         dependencies = target.dependant.dependencies
-        if not dependencies or dependencies[0].call is not served_by.chain:
+        if not dependencies or dependencies[0].call is not handler.chain:
             methods = ",".join(sorted(target.methods or ()))
             raise RouteOrderError(
                 f"{methods} {target.path}: its dependencies changed after start-up chained "

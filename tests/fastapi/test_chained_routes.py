@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from appkit_runtime.errors import RouteOrderError
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi.chain import ProtectedChain
-from appkit_runtime.fastapi.chained_routes import ChainedRoute, _route_targets
+from appkit_runtime.fastapi.chained_routes import ChainedHandler, _route_targets, chained_handler
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.tokens import ProjectToken
 from tests.fastapi.test_fastapi import client_for
@@ -99,8 +99,9 @@ def in_a_mounted_app(calls: list[str]) -> tuple[FastAPI, str]:
 DECLARATIONS = [on_the_app, on_a_router, router_level, at_inclusion, by_add_api_route]
 
 
-def chained(app: FastAPI) -> list[ChainedRoute]:
-    return [target.app for target, _ in _route_targets(app) if isinstance(target.app, ChainedRoute)]
+def chained(app: FastAPI) -> list[ChainedHandler]:
+    handlers = (chained_handler(target) for target, _ in _route_targets(app))
+    return [handler for handler in handlers if handler is not None]
 
 
 @pytest.mark.parametrize("declare", [*DECLARATIONS, in_a_mounted_app])

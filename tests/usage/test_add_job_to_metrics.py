@@ -87,22 +87,26 @@ async def test_prometheus_counts_by_route_template_without_ids(
             assert token.org_id not in value and token.project_id not in value
 
 
-async def test_known_label_children_are_not_looked_up_again(
-    usage_env: dict[str, str], jobs_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert (await jobs_client.get("/items/1")).status_code == 200
-    lookups: list[tuple[str, ...]] = []
-    labels = usage.JOBS_COUNTED.labels
+def test_jobs_counted_from_many_threads_are_all_in_the_counter() -> None:
+    import threading
 
-    def counting_labels(*values: str) -> object:
-        lookups.append(values)
-        return labels(*values)
+    from appkit_runtime.job_counts import JobCounts
 
-    monkeypatch.setattr(usage.JOBS_COUNTED, "labels", counting_labels)
-    for i in range(5):
-        assert (await jobs_client.get(f"/items/{i}")).status_code == 200
-    assert lookups == []
-    assert jobs_samples(usage_env["service"])[0][1] == 6.0
+    counts = JobCounts()
+
+    def count() -> None:
+        for _ in range(2_000):
+            counts.add(("svc", "/items/{item_id}", "GET"))
+
+    threads = [threading.Thread(target=count) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (family,) = counts.collect()
+    (sample,) = [s for s in family.samples if s.name == "appkit_jobs_total"]
+    assert sample.value == 8_000
+    assert sample.labels == {"service": "svc", "route": "/items/{item_id}", "method": "GET"}
 
 
 async def test_without_a_project_token_it_names_the_route(

@@ -43,14 +43,15 @@ class ProtectedChain(AuthenticateKey):
         self.metrics.count(request, project_token)
         return project_token
 
-    async def before_endpoint(self, request: Request) -> list[tuple[bytes, bytes]]:
-        """The chain for a route that runs it before FastAPI's solver
-        (`appkit_runtime.fastapi.chained_routes`): the rate-limit fields for the response."""
+    async def before_endpoint(
+        self, request: Request
+    ) -> tuple[ProjectToken, list[tuple[bytes, bytes]]]:
+        """Authenticate and limit, for a route that runs the chain before FastAPI's solver
+        (`appkit_runtime.fastapi.chained_routes`): the token and the rate-limit fields for
+        the response. The job is counted once the request's parameters are valid."""
         project_token = await self.authenticate(request)
         request.scope.setdefault("state", {})["project_token"] = project_token
-        fields = await self.limiter.header_fields(request, project_token)
-        self.metrics.count(request, project_token)
-        return fields
+        return project_token, await self.limiter.header_fields(request, project_token)
 
 
 def protected(

@@ -21,7 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import fastapi.routing
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts, request_response
 from starlette.routing import Mount
 from starlette.types import ASGIApp
@@ -54,11 +55,30 @@ class ChainedHandler:
     async def __call__(self, request: Request) -> Response:
         if self.overrides_from.dependency_overrides:
             return await self.declared(request)
-        fields = await self.chain.before_endpoint(request)
-        response = await self.handler(request)
+        chain = self.chain
+        token, fields = await chain.before_endpoint(request)
+        try:
+            response = await self.handler(request)
+        except (RequestValidationError, HTTPException) as error:
+            # Parameters or a body refused before the endpoint (422, 413) are not a job, as
+            # when the chain ran in the solver, after them; an endpoint's own HTTPException is.
+            if not _refused_before_endpoint(error):
+                chain.metrics.count(request, token)
+            raise
+        except BaseException:
+            chain.metrics.count(request, token)
+            raise
+        chain.metrics.count(request, token)
         # Where FastAPI puts a dependency's sub-response headers: after the endpoint's own.
         response.raw_headers.extend(fields)
         return response
+
+
+def _refused_before_endpoint(error: Exception) -> bool:
+    """Whether FastAPI raised `error` reading the request, before calling the endpoint."""
+    if isinstance(error, RequestValidationError):
+        return True
+    return isinstance(error, HTTPException) and error.status_code == 413
 
 
 def chained_handler(target: Any) -> ChainedHandler | None:
@@ -76,7 +96,7 @@ def chain_routes(app: FastAPI) -> int:
             continue
         dependencies = target.dependant.dependencies
         chain = dependencies[0].call if dependencies else None
-        if not isinstance(chain, ProtectedChain):
+        if not isinstance(chain, ProtectedChain) or not _chainable(original, dependencies, chain):
             continue
         stripped = dataclasses.replace(target.dependant, dependencies=dependencies[1:])
         handler = ChainedHandler(
@@ -92,6 +112,22 @@ def chain_routes(app: FastAPI) -> int:
         target.appkit_chained = handler
         count += 1
     return count
+
+
+def _chainable(original: APIRoute, dependencies: list[Any], chain: ProtectedChain) -> bool:
+    """Whether the chain can leave the solver: the route's class builds FastAPI's own
+    handler (a custom `route_class` may wrap what it raises), the chain is a route
+    dependency, not an endpoint parameter, and nothing else on the route depends on it (a
+    parameter would get it from FastAPI's per-request cache)."""
+    if type(original).get_route_handler is not APIRoute.get_route_handler:
+        return False
+    if dependencies[0].name is not None:  # an endpoint parameter, not a route dependency
+        return False
+    return not any(_depends_on(sub, chain) for sub in dependencies[1:])
+
+
+def _depends_on(dependant: Any, call: object) -> bool:
+    return dependant.call is call or any(_depends_on(sub, call) for sub in dependant.dependencies)
 
 
 def check_chained_routes(app: FastAPI) -> None:

@@ -258,3 +258,92 @@ async def test_each_inclusion_of_a_router_has_its_own_counter(form, api_key) -> 
     for prefix in ("/v1", "/v2"):
         series = f'route="{prefix}/orders/{{order_id}}"'
         assert any(series in line and 'status="429"' in line for line in metrics.splitlines())
+
+
+async def test_a_chain_the_endpoint_takes_as_a_parameter_stays_in_the_solver(api_key) -> None:
+    from appkit_runtime.fastapi import AddJobToMetrics, ProjectRateLimiter
+
+    app = get_fastapi_app("chain-parameter")
+    alone = ProtectedChain(limiter=ProjectRateLimiter(), metrics=AddJobToMetrics())
+    both = protected(max_requests=50, expiry=60)
+
+    @app.get("/alone")
+    async def parameter_only(token: ProjectToken = Depends(alone)) -> str:
+        return token.project_id
+
+    @app.get("/both", dependencies=both)
+    async def route_and_parameter(token: ProjectToken = both[0]) -> str:
+        return token.project_id
+
+    headers = {"X-API-Key": api_key("acme", "param")}
+    async with client_for(app) as client:
+        assert chained(app) == []
+        assert (await client.get("/alone", headers=headers)).json() == "param"
+        answer = await client.get("/both", headers=headers)
+        metrics = (await client.get("/metrics")).text
+    assert answer.json() == "param"
+    assert answer.headers.get_list("ratelimit") == ['"default";r=49;t=60']  # one run, not two
+    (jobs,) = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("appkit_jobs_total{") and 'route="/both"' in line
+    ]
+    assert jobs.endswith(" 1.0")
+
+
+async def test_a_custom_route_class_keeps_wrapping_the_chains_answers(api_key) -> None:
+    from fastapi import HTTPException
+    from fastapi.responses import JSONResponse
+    from fastapi.routing import APIRoute
+
+    class EnvelopeRoute(APIRoute):
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def enveloped(request: Request):
+                try:
+                    return await handler(request)
+                except HTTPException as error:
+                    return JSONResponse({"error": error.detail}, error.status_code)
+
+            return enveloped
+
+    app = get_fastapi_app("chain-route-class")
+    router = APIRouter(route_class=EnvelopeRoute)
+
+    @router.get("/wrapped", dependencies=protected())
+    async def wrapped() -> str:
+        return "ok"
+
+    app.include_router(router)
+    async with client_for(app) as client:
+        assert chained(app) == []
+        answer = await client.get("/wrapped")
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "Missing API key"}
+
+
+async def test_a_request_refused_for_its_body_is_not_a_job(api_key) -> None:
+    app = get_fastapi_app("chain-bad-body")
+
+    @app.post("/things", dependencies=protected())
+    async def create(payload: dict[str, int]) -> dict[str, int]:
+        return payload
+
+    headers = {"X-API-Key": api_key("acme", "bodies"), "Content-Type": "application/json"}
+    async with client_for(app) as client:
+        assert len(chained(app)) == 1
+        assert (await client.post("/things", content=b"{bad", headers=headers)).status_code == 422
+        assert (
+            await client.post("/things", content=b'{"a": "x"}', headers=headers)
+        ).status_code == 422
+        assert (
+            await client.post("/things", content=b'{"a": 1}', headers=headers)
+        ).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    (jobs,) = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("appkit_jobs_total{") and 'route="/things"' in line
+    ]
+    assert jobs.endswith(" 1.0")

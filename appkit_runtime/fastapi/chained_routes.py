@@ -23,12 +23,13 @@ from typing import Any
 import fastapi.routing
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute, iter_route_contexts, request_response
+from fastapi.routing import APIRoute, request_response
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from appkit_runtime.errors import RouteOrderError
 from appkit_runtime.fastapi.chain import ProtectedChain
+from appkit_runtime.fastapi.route_order import declared_route, route_contexts
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -164,8 +165,8 @@ def _handler_for(target: Any, original: APIRoute, dependant: Any) -> Handler:
 def _route_targets(app: FastAPI) -> Iterator[tuple[Any, APIRoute]]:
     """(object whose `app` serves the route, the declared `APIRoute`) for every API route of
     `app`, its included routers (their per-inclusion contexts) and its mounted apps."""
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
+    for context in route_contexts(app):
+        route = declared_route(context)
         if isinstance(route, APIRoute):
             effective = getattr(context, "_route_context", None)
             if effective is None or _route_context_var is not None:

@@ -106,17 +106,28 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        answered = False
+
+        def observe(status: int) -> None:
+            method = scope["method"]
+            REQUEST_TIMINGS.observe(
+                self.service,
+                route_template(scope, UNMATCHED),
+                method if method in METHODS else "OTHER",
+                status,
+                time.perf_counter() - started,
+            )
 
         async def send_and_count(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
-                method = scope["method"]
-                REQUEST_TIMINGS.observe(
-                    self.service,
-                    route_template(scope, UNMATCHED),
-                    method if method in METHODS else "OTHER",
-                    message["status"],
-                    time.perf_counter() - started,
-                )
+                answered = True
+                observe(message["status"])
             await send(message)
 
-        await self.app(scope, receive, send_and_count)
+        try:
+            await self.app(scope, receive, send_and_count)
+        except Exception:
+            if not answered:
+                observe(500)  # what Starlette's error middleware, outside this one, answers
+            raise

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Mount
 
 from appkit_runtime.errors import RouteOrderError
 
@@ -32,32 +33,63 @@ def api_routes(app: FastAPI) -> Iterator[Any]:
     included router, and only `iter_route_contexts` shows the routes inside with the
     router-level dependencies applied.
     """
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:
-        yield from (route for route in app.routes if isinstance(route, APIRoute))
-        return
-    for context in iter_route_contexts(app.routes):
-        if isinstance(context.original_route, APIRoute):
+    for context in route_contexts(app):
+        if isinstance(declared_route(context), APIRoute):
             yield context
 
 
+def route_contexts(app: FastAPI) -> Iterator[Any]:
+    """Every route of `app` with its effective path and dependencies; before FastAPI 0.165,
+    which includes routers eagerly, the routes themselves."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        yield from app.routes
+        return
+    yield from iter_route_contexts(app.routes)
+
+
+def declared_route(context: Any) -> Any:
+    """The route as declared, behind a route context (FastAPI 0.165 and later) or not."""
+    return getattr(context, "original_route", context)
+
+
 def route_order_problems(app: FastAPI) -> list[str]:
-    """One line per route whose limiter or metrics runs without authentication before it."""
+    """One line per route whose limiter or metrics runs without authentication before it, or
+    that puts the chain on a websocket; mounted FastAPI apps' routes included."""
     problems = []
-    for route in api_routes(app):
+    for route in _routes_and_mounted(app):
+        methods = ",".join(sorted(getattr(route, "methods", None) or ()))
+        roles = list(chain_roles(route.dependant))
+        if isinstance(declared_route(route), APIWebSocketRoute):
+            if roles:
+                problems.append(
+                    f"WEBSOCKET {route.path}: the protected chain is for HTTP routes; "
+                    "authenticate a websocket in its endpoint"
+                )
+            continue
         authenticated = False
-        for role in chain_roles(route.dependant):
+        for role in roles:
             if role == "auth":
                 authenticated = True
             elif not authenticated:
-                methods = ",".join(sorted(route.methods or ()))
                 problems.append(
                     f"{methods} {route.path}: {_role_names[role]} runs without AuthenticateKey "
                     "before it; use dependencies=protected()"
                 )
                 break
     return problems
+
+
+def _routes_and_mounted(app: FastAPI) -> Iterator[Any]:
+    """`api_routes(app)` and websocket routes, then those of every FastAPI app mounted on it
+    (its own lifespan, with its own check, never runs when mounted)."""
+    for context in route_contexts(app):
+        route = declared_route(context)
+        if isinstance(route, APIRoute | APIWebSocketRoute):
+            yield context
+        elif isinstance(route, Mount) and isinstance(route.app, FastAPI):
+            yield from _routes_and_mounted(route.app)
 
 
 def check_route_order(app: FastAPI) -> None:

@@ -347,3 +347,45 @@ async def test_a_request_refused_for_its_body_is_not_a_job(api_key) -> None:
         if line.startswith("appkit_jobs_total{") and 'route="/things"' in line
     ]
     assert jobs.endswith(" 1.0")
+
+
+async def test_a_mounted_apps_routes_are_named_with_the_mount_path(api_key) -> None:
+    app = get_fastapi_app("mount-outer")
+    sub = get_fastapi_app("mount-inner")
+    for owner in (app, sub):
+        owner.get("/s", dependencies=protected(max_requests=1, expiry=60))(_endpoint([]))
+    app.mount("/sub", sub)
+    headers = {"X-API-Key": api_key("acme", "mounts")}
+    async with client_for(app) as client:
+        statuses = [
+            (await client.get(path, headers=headers, params={"order_id": 1})).status_code
+            for path in ("/s", "/sub/s", "/s", "/sub/s")
+        ]
+        metrics = (await client.get("/metrics")).text
+    assert statuses == [200, 200, 429, 429]
+    assert 'route="/sub/s"' in metrics
+
+
+async def test_an_unhandled_error_is_counted_as_a_500(api_key) -> None:
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    app = get_fastapi_app("metrics-500")
+
+    @app.get("/boom", dependencies=protected())
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.get("/boom", headers={"X-API-Key": api_key("acme", "boom")})
+            metrics = (await client.get("/metrics")).text
+    assert answer.status_code == 500
+    assert any(
+        line.startswith("appkit_http_requests_total{")
+        and 'route="/boom"' in line
+        and 'status="500"' in line
+        and line.endswith(" 1.0")
+        for line in metrics.splitlines()
+    )

@@ -174,3 +174,31 @@ def test_protected_is_one_dependency_with_the_three_roles_in_order() -> None:
     (route,) = [r for r in app.routes if getattr(r, "path", "") == "/x"]
     assert len(route.dependant.dependencies) == 1
     assert list(chain_roles(route.dependant)) == ["auth", "ratelimit", "metrics"]
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_a_misordered_route_in_a_mounted_app_stops_start_up() -> None:
+    app = get_fastapi_app("mount-order")
+    sub = FastAPI()
+
+    @sub.get("/m", dependencies=[Depends(AddJobToMetrics())])
+    async def counted() -> None: ...
+
+    app.mount("/sub", sub)
+    with pytest.raises(RouteOrderError, match=r"^GET /m: AddJobToMetrics runs without"):
+        async with client_for(app):
+            pass
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_a_websocket_with_the_chain_stops_start_up() -> None:
+    from fastapi import WebSocket
+
+    app = get_fastapi_app("websocket-chain")
+
+    @app.websocket("/ws", dependencies=protected())
+    async def socket(websocket: WebSocket) -> None: ...
+
+    with pytest.raises(RouteOrderError, match=r"^WEBSOCKET /ws: the protected chain is for HTTP"):
+        async with client_for(app):
+            pass

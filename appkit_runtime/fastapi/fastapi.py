@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
 from appkit_runtime.fastapi.authentication import AuthDenied, denied_response
 from appkit_runtime.fastapi.health import HealthRoutesMiddleware
+from appkit_runtime.fastapi.key_gate import UnknownKeyGate
 from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
 from appkit_runtime.fastapi.openapi import rate_limit_openapi
 from appkit_runtime.fastapi.request_context import RequestContextMiddleware
@@ -60,6 +61,8 @@ def get_fastapi_app(
         server_spans=server_spans,
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)
+    # Outermost: a flood of unknown keys is queued before any per-request work is done.
+    app.add_middleware(UnknownKeyGate)
     app.add_exception_handler(AuthDenied, denied_response)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal_error)

@@ -1,0 +1,98 @@
+"""`UnknownKeyGate`: requests carrying a key that cannot open anything go one per loop turn.
+
+A flood of random keys is answered 401 from the static table, but every 401 still takes the
+one event loop's time; answered as they arrive, the flood's requests come before a valid key's
+in each loop turn it needs. Here a request whose key is malformed or unknown to the static
+table waits for its turn in a queue that lets one such request on per loop turn, so the loop
+keeps serving everything else at full speed. Nothing is answered here: the request then goes
+down the app as before, to the same 401 (or whatever its route answers). Only the built-in
+`static` backend is gated; a request without a key is never gated (public routes have none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from appkit_runtime.auth import static_keys
+from appkit_runtime.auth.cache import LOCAL
+from appkit_runtime.auth.credentials import MAX_KEY_LENGTH, extract_key, key_digest, well_formed
+from appkit_runtime.auth.resolve import static_backend
+from appkit_runtime.fastapi.authentication import _key_headers
+from appkit_runtime.fastapi.health import HEALTH_ROUTES
+from appkit_runtime.loop_cache import LoopCache
+
+
+def opens_nothing(scope: Scope) -> bool:
+    """Whether the request presents a key that the static table answers 401: too long,
+    empty, malformed or unknown. False without a key and for keys known or cached valid."""
+    key = extract_key(*_key_headers(scope["headers"]))
+    if key is None:
+        return False
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        return True
+    digest = key_digest(key)
+    if LOCAL.get(digest) is not None:
+        return False
+    return not well_formed(key) or static_keys.lookup(digest) is None
+
+
+class TurnQueue:
+    """Lets its waiters on one per event-loop turn, in arrival order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._releasing = False
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    async def wait_turn(self) -> None:
+        """Return in a later loop turn than every waiter that came before."""
+        future = self._loop.create_future()
+        self._waiting.append(future)
+        if not self._releasing:
+            self._releasing = True
+            self._loop.call_soon(self._release_one)
+        await future
+
+    def _release_one(self) -> None:
+        # One per call, and the next call in the next turn: whatever else became ready in
+        # between (a valid key's request, a Redis reply) runs before the next waiter does.
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():  # a cancelled waiter gives its turn on
+                future.set_result(None)
+                break
+        if self._waiting:
+            self._loop.call_soon(self._release_one)
+        else:
+            self._releasing = False
+
+
+_queues: LoopCache[TurnQueue] = LoopCache()
+
+
+def turn_queue() -> TurnQueue:
+    """The running loop's queue."""
+    return _queues.get("keys", lambda: TurnQueue(asyncio.get_running_loop()))
+
+
+class UnknownKeyGate:
+    """Pure ASGI, outermost: an HTTP request whose key opens nothing waits its turn first."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] not in HEALTH_ROUTES
+            and static_backend()
+            and opens_nothing(scope)
+        ):
+            await turn_queue().wait_turn()
+        await self.app(scope, receive, send)

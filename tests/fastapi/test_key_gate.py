@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from fastapi import FastAPI
@@ -118,7 +119,7 @@ async def test_waiters_go_on_one_per_loop_turn_in_order() -> None:
     assert order == ["a", "c", "d"]
     positions = [events.index(name) for name in order]
     # At least one other turn's work between two waiters: never two in one turn.
-    assert all(later - earlier >= 2 for earlier, later in zip(positions, positions[1:]))
+    assert all(later - earlier >= 2 for earlier, later in itertools.pairwise(positions))
     assert len(queue) == 0
 
 

@@ -26,10 +26,11 @@ from appkit_runtime.loop_cache import LoopCache
 
 
 def opens_nothing(scope: Scope) -> bool:
-    """Whether the request presents a key that the static table answers 401: too long,
-    empty, malformed or unknown. False without a key and for keys known or cached valid."""
+    """Whether the request presents a key that the `static` backend answers 401: too long,
+    empty, malformed or unknown. False without a key, for keys known or cached valid, and
+    with any other backend."""
     key = extract_key(*_key_headers(scope["headers"]))
-    if key is None:
+    if key is None or not static_backend():
         return False
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         return True
@@ -88,11 +89,6 @@ class UnknownKeyGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] not in HEALTH_ROUTES
-            and static_backend()
-            and opens_nothing(scope)
-        ):
+        if scope["type"] == "http" and opens_nothing(scope) and scope["path"] not in HEALTH_ROUTES:
             await turn_queue().wait_turn()
         await self.app(scope, receive, send)

@@ -6,13 +6,13 @@ import asyncio
 import itertools
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from appkit_runtime.auth import static_keys
 from appkit_runtime.auth.cache import LOCAL
 from appkit_runtime.auth.credentials import key_digest
 from appkit_runtime.auth.resolve import static_answer
-from appkit_runtime.fastapi import key_gate, protected
+from appkit_runtime.fastapi import AuthenticateKey, key_gate, protected
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.fastapi.key_gate import TurnQueue, UnknownKeyGate, opens_nothing
 from appkit_runtime.settings import get_settings
@@ -130,6 +130,12 @@ def flood_app() -> FastAPI:
     async def read_item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
+    # The key alone, no limiter: a cached key's request then awaits no I/O (a Redis round
+    # trip would let the whole flood by while it waits, whatever the order of the loop).
+    @app.get("/keyed/{item_id}", dependencies=[Depends(AuthenticateKey())])
+    async def read_keyed(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
     return app
 
 
@@ -137,11 +143,11 @@ def flood_app() -> FastAPI:
 async def test_a_valid_key_is_answered_before_a_flood_sent_ahead_of_it(api_key) -> None:
     valid = api_key("acme", "orders")
     async with client_for(flood_app()) as client:
-        assert (await client.get("/items/0", headers={"X-API-Key": valid})).status_code == 200
+        assert (await client.get("/keyed/0", headers={"X-API-Key": valid})).status_code == 200
         done: list[str] = []
 
         async def ask(key: str, name: str) -> int:
-            answer = await client.get("/items/1", headers={"X-API-Key": key})
+            answer = await client.get("/keyed/1", headers={"X-API-Key": key})
             done.append(name)
             return answer.status_code
 
@@ -150,7 +156,7 @@ async def test_a_valid_key_is_answered_before_a_flood_sent_ahead_of_it(api_key) 
 
     assert statuses == [401] * 40 + [200]
     # Sent last, yet answered before most of the flood: the flood waits its turns.
-    assert done.index("valid") < 10, done.index("valid")
+    assert done.index("valid") < 5, done.index("valid")
 
 
 @pytest.mark.usefixtures("real_redis")

@@ -26,6 +26,11 @@ def well_formed(key: str) -> bool:
     return 0 < len(key) <= MAX_KEY_LENGTH and _KEY_SHAPE.fullmatch(key) is not None
 
 
+# The scope entry where `UnknownKeyGate` leaves (key, digest) of a key it hashed, so that
+# authentication, later in the same request, neither reads the headers nor hashes it again.
+PRESENTED_KEY = "appkit.presented_key"
+
+
 def key_digest(key: str) -> bytes:
     """The SHA-256 of the key: the only form in which keys are stored, cached or named."""
     return sha256(key.encode()).digest()

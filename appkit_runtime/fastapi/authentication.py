@@ -20,6 +20,7 @@ from appkit_runtime.auth.authorities import get_authority
 from appkit_runtime.auth.cache import LOCAL
 from appkit_runtime.auth.credentials import (
     MAX_KEY_LENGTH,
+    PRESENTED_KEY,
     extract_key,
     key_digest,
     well_formed,
@@ -132,12 +133,16 @@ class FastAPIAuthenticateBase(SecurityBase):
 
     async def authenticate(self, request: Request) -> ProjectToken:
         """Read the key, resolve it (cache, Redis, authority) and check product and scopes."""
-        key_token = extract_key(*_key_headers(request.scope["headers"]))
-        if key_token is None:
-            raise auth_error(MISSING_KEY)
-        if not 0 < len(key_token) <= MAX_KEY_LENGTH:
-            raise auth_error(INVALID_KEY)  # before hashing it, however long it is
-        digest = key_digest(key_token)
+        presented = request.scope.get(PRESENTED_KEY)  # read and hashed by `UnknownKeyGate`
+        if presented is not None:
+            key_token, digest = presented
+        else:
+            key_token = extract_key(*_key_headers(request.scope["headers"]))
+            if key_token is None:
+                raise auth_error(MISSING_KEY)
+            if not 0 < len(key_token) <= MAX_KEY_LENGTH:
+                raise auth_error(INVALID_KEY)  # before hashing it, however long it is
+            digest = key_digest(key_token)
         # Only keys found well formed are ever resolved, so only they are ever cached: a hit
         # needs no shape check (the pattern match is left for misses).
         entry = LOCAL.get(digest)

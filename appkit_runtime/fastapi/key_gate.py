@@ -18,7 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appkit_runtime.auth import static_keys
 from appkit_runtime.auth.cache import LOCAL
-from appkit_runtime.auth.credentials import MAX_KEY_LENGTH, extract_key, key_digest, well_formed
+from appkit_runtime.auth.credentials import (
+    MAX_KEY_LENGTH,
+    PRESENTED_KEY,
+    extract_key,
+    key_digest,
+    well_formed,
+)
 from appkit_runtime.auth.resolve import static_backend
 from appkit_runtime.fastapi.authentication import _key_headers
 from appkit_runtime.fastapi.health import HEALTH_ROUTES
@@ -28,13 +34,15 @@ from appkit_runtime.loop_cache import LoopCache
 def opens_nothing(scope: Scope) -> bool:
     """Whether the request presents a key that the `static` backend answers 401: too long,
     empty, malformed or unknown. False without a key, for keys known or cached valid, and
-    with any other backend."""
+    with any other backend. A key it hashes is left in the scope with its digest
+    (`PRESENTED_KEY`), for authentication to use."""
     key = extract_key(*_key_headers(scope["headers"]))
     if key is None or not static_backend():
         return False
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         return True
     digest = key_digest(key)
+    scope[PRESENTED_KEY] = (key, digest)
     if LOCAL.get(digest) is not None:
         return False
     return not well_formed(key) or static_keys.lookup(digest) is None

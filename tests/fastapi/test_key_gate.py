@@ -190,3 +190,28 @@ def test_the_gate_is_the_outermost_middleware() -> None:
     app = get_fastapi_app("gate-order")
     # Starlette runs the last added first: nothing is done for a gated request before it.
     assert app.user_middleware[0].cls is key_gate.UnknownKeyGate
+
+
+async def test_authentication_reuses_the_digest_the_gate_computed(api_key, monkeypatch) -> None:
+    from appkit_runtime.auth import credentials
+    from appkit_runtime.fastapi import authentication, key_gate
+
+    hashed: list[str] = []
+    real = credentials.key_digest
+
+    def counting(key: str) -> bytes:
+        hashed.append(key)
+        return real(key)
+
+    monkeypatch.setattr(key_gate, "key_digest", counting)
+    monkeypatch.setattr(authentication, "key_digest", counting)
+    key = api_key("acme", "digest-once")
+    app = get_fastapi_app("digest-once")
+
+    @app.get("/once", dependencies=protected())
+    async def once() -> str:
+        return "ok"
+
+    async with client_for(app) as client:
+        assert (await client.get("/once", headers={"X-API-Key": key})).status_code == 200
+    assert hashed == [key]

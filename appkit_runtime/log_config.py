@@ -16,6 +16,7 @@ from pathlib import Path
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from appkit_runtime.access_line import JsonAccessLine
 from appkit_runtime.request_context import REQUEST_ID
 from appkit_runtime.settings import Settings
 
@@ -58,9 +59,12 @@ def log_formatter(style: str) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT)
 
 
-def logs_json(settings: Settings) -> bool:
-    """Whether `configure_logging` makes the runtime's handler write JSON lines."""
-    return settings.log_style == "json"
+def json_access_line() -> JsonAccessLine | None:
+    """The access-line writer on the runtime's handler when that writes JSON, else None."""
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == HANDLER_NAME and isinstance(handler.formatter, OrjsonFormatter):
+            return JsonAccessLine(handler)  # type: ignore[arg-type]
+    return None
 
 
 def configure_logging(settings: Settings) -> None:

@@ -22,7 +22,7 @@ from appkit_runtime.fastapi.openapi import rate_limit_openapi
 from appkit_runtime.fastapi.request_context import RequestContextMiddleware
 from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
 from appkit_runtime.fastapi.tracing import instrument_tracing
-from appkit_runtime.log_config import configure_logging, logs_json
+from appkit_runtime.log_config import configure_logging, json_access_line
 from appkit_runtime.request_context import REQUEST_ID_HEADER, current_request_id
 from appkit_runtime.settings import use_service_name
 
@@ -57,7 +57,7 @@ def get_fastapi_app(
     app.add_middleware(
         RequestContextMiddleware,
         access_log=settings.access_log,
-        json_lines=logs_json(settings),
+        json_line=json_access_line(),
         server_spans=server_spans,
     )
     app.add_middleware(StartupErrorMiddleware, state_owner=app)

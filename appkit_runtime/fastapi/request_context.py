@@ -3,8 +3,9 @@
 A pure ASGI middleware (not `BaseHTTPMiddleware`, whose task and stream per request cost a
 bare endpoint much of its throughput): it sets the request id before the app runs, adds the
 `X-Request-ID` header at the response start, and when the app returns writes one access line
-from what the protected chain left on the request's state (token, rate-limit decision). With
-tracing on, the request runs inside its server span (`server_spans`), tagged the same way.
+from what the protected chain left on the request's state (token, rate-limit decision): in
+JSON straight to the log stream (`access_line`), in text through `logging`. With tracing on,
+the request runs inside its server span (`server_spans`), tagged the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appkit_runtime.access_line import ACCESS_LOGGER, JsonAccessLine
 from appkit_runtime.fastapi.health import HEALTH_ROUTES
 from appkit_runtime.fastapi.request_metrics import UNMATCHED
 from appkit_runtime.ratelimit.decision import DECISION_STATE
@@ -23,12 +25,11 @@ from appkit_runtime.request_context import REQUEST_ID, request_id_for
 if TYPE_CHECKING:
     from appkit_runtime.fastapi.server_spans import ServerSpans
 
-ACCESS_LOGGER = "appkit_runtime.access"
 _HEADER = b"x-request-id"
 # The W3C trace-context headers a caller's span travels in (read only when tracing is on).
 _PROPAGATION_HEADERS = (b"traceparent", b"tracestate")
 _access = logging.getLogger(ACCESS_LOGGER)
-# The text format shows the fields in the message; the JSON format has them as keys too.
+# The text format shows the fields in the message (and as the record's extras).
 _ACCESS_MESSAGE = "%s %s %s %.1fms org=%s project=%s key=%s ratelimit=%s remaining=%s"
 
 
@@ -41,12 +42,12 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         access_log: bool,
-        json_lines: bool = False,
+        json_line: JsonAccessLine | None = None,
         server_spans: ServerSpans | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
-        self.json_lines = json_lines
+        self.json_line = json_line
         self.server_spans = server_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,11 +128,8 @@ class RequestContextMiddleware:
             "ratelimit": decision,
             "ratelimit_remaining": remaining,
         }
-        if self.json_lines:
-            # A dict message is python-json-logger's cheapest path (a third less than
-            # `extra`): its keys become the line's, with no %-formatting.
-            fields["message"] = f"{fields['method']} {route_path} {status}"
-            _access.info(fields)
+        if self.json_line is not None:
+            self.json_line.write(request_id, f"{scope['method']} {route_path} {status}", fields)
             return
         # The message shows the same fields, in this order, with `-` for those not known.
         shown = ["-" if value is None else value for value in fields.values()]

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -227,6 +228,62 @@ async def test_access_log_false_writes_no_access_line(
     ]
     assert access_lines(capsys.readouterr().out) == []
     assert not [line for line in lines if line["logger"] == "appkit_runtime.access"]
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_the_access_line_has_the_time_format_of_other_lines(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The runtime encodes the access line itself; python-json-logger encodes the others.
+    key = api_key("acme", "orders")
+    async with client_for(limited_app()) as client:
+        await client.get("/items/3", headers={"Authorization": f"Bearer {key}"})
+
+    lines = json_lines(capsys.readouterr().out)
+    (handler_line,) = [line for line in lines if line["logger"] == "tests.handler"]
+    (access_line,) = access_lines("\n".join(json.dumps(line) for line in lines))
+    for line in (handler_line, access_line):
+        written = datetime.fromisoformat(str(line["time"]))
+        assert written.utcoffset() == timedelta(0), line["time"]
+        assert str(line["time"]).endswith("+00:00")
+    assert access_line["message"] == "GET /items/{item_id} 200"
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_a_log_level_above_info_writes_no_access_line(
+    api_key, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APPKIT_LOG_LEVEL", "WARNING")
+    key = api_key("acme", "orders")
+    async with client_for(limited_app()) as client:
+        answer = await client.get("/items/4", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 200
+    loggers = {line["logger"] for line in json_lines(capsys.readouterr().out)}
+    assert loggers == {"tests.handler"}
+
+
+class BrokenStream(io.StringIO):
+    """A log stream whose reader has gone (a closed pipe)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_a_broken_log_stream_never_fails_a_request(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = api_key("acme", "orders")
+    app = limited_app()
+    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
+    handler.setStream(BrokenStream())  # type: ignore[attr-defined]
+    async with client_for(app) as client:
+        answer = await client.get("/items/5", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 200 and answer.json() == {"id": 5}
+    # As `logging` reports a failed write: on stderr, naming the line that was lost.
+    assert "Logging error" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("real_redis")

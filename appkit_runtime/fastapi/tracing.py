@@ -53,12 +53,13 @@ def _tracer_provider(service_name: str) -> Any:
     """The process's provider (made once): `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`."""
     global _provider
     if _provider is None:
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        from appkit_runtime.fastapi.span_resource import service_resource
+
         name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+        provider = TracerProvider(resource=service_resource(name))
         for exporter in _span_exporters():
             provider.add_span_processor(BatchSpanProcessor(exporter))
         # Not made the global provider: FastAPI's own telemetry (0.16x) and other

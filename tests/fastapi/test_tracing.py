@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk import resources
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,6 +19,7 @@ from opentelemetry.trace import SpanKind
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi import tracing as fastapi_tracing
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
+from appkit_runtime.fastapi.span_resource import service_resource
 from appkit_runtime.tracing import tracing_requested, use_tracer
 from appkit_runtime.tracing_settings import check_otel_variables
 from tests.fastapi.test_fastapi import client_for
@@ -267,3 +270,20 @@ def test_without_the_otel_extra_one_warning_and_the_service_serves(
     ]
     (access,) = [line for line in lines if line["logger"] == "appkit_runtime.access"]
     assert (access["status"], access["request_id"]) == (200, "no-otel-1")
+
+
+def test_the_service_resource_groups_spans_like_the_sdks_and_hashes_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The OTLP encoder groups spans by resource: equal to and hashing as the SDK's own, or
+    # an export would split (or merge) what the SDK would not.
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+    resource = service_resource("orders")
+    sdk = Resource.create({SERVICE_NAME: "orders"})
+    expected = hash(sdk)
+    assert resource == sdk and hash(resource) == expected
+    assert resource.attributes["deployment.environment"] == "test"
+    dumps = []
+    monkeypatch.setattr(resources, "dumps", lambda *a, **k: dumps.append(a) or "{}")
+    assert [hash(resource) for _ in range(3)] == [expected] * 3
+    assert dumps == []  # the SDK's `__hash__` writes JSON each call; this one never again

@@ -30,6 +30,9 @@ class Server:
     # Where the server's stdout and stderr go (a file, as a container's log pipe); inherited
     # when None.
     output: Path | None = None
+    # The checkout whose `appkit_runtime` and `bench` the server imports (another one to
+    # measure it beside this one).
+    source: Path = REPO
 
     @property
     def base_url(self) -> str:
@@ -38,7 +41,7 @@ class Server:
     def start(self) -> None:
         # A scratch working directory, so no `.env` file of the caller's is read.
         self._cwd = tempfile.TemporaryDirectory(prefix=f"appkit-bench-{self.name}-")
-        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        env = {**os.environ, "PYTHONPATH": str(self.source), **self.env}
         env = {k: v for k, v in env.items() if not k.startswith("APPKIT_") or k in self.env}
         log = self.output.open("ab") if self.output is not None else None
         self.process = subprocess.Popen(

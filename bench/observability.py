@@ -14,6 +14,10 @@ saturation keeps `cpu(quiet) / cpu(variant)` of its throughput.
 | `json-access` | one JSON access line per request |
 | `traced` | no access line; OpenTelemetry on, exporting to a receiver that answers 200 |
 | `traced-json` | both |
+
+`--before DIR` runs the same four variants from another checkout too (`DIR`'s
+`appkit_runtime` and `bench`, such as `git worktree add /tmp/before main`), interleaved
+with this one's, so a change is measured against what it changes in one run.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 from bench._load import LoadResult, run_python, run_wrk, wrk_path, wrk_version
 from bench._redis_server import BenchRedis
 from bench._report import machine_lines
-from bench._servers import Server
+from bench._servers import REPO, Server
 from bench.apps.common import API_KEY, URL_PATH, appkit_environment
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -38,6 +42,7 @@ APP = "bench.apps.protected:app"
 WARMUP_REQUESTS = 1_000
 # Issue 18's floors: throughput kept with the feature on, as a share of `quiet`'s.
 FLOORS = {"json-access": 0.9, "traced": 0.7}
+VARIANTS = ("quiet", "json-access", "traced", "traced-json")
 
 
 class Receiver(ThreadingHTTPServer):
@@ -87,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--before", type=Path, help="another checkout whose variants run beside these"
+    )
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "appkit_runtime").is_dir():
+        parser.error(f"--before {args.before}: no appkit_runtime there")
     wrk = wrk_path()
     tool = f"{wrk_version(wrk)} -t1 -c{args.connections}" if wrk else "bench's Python client"
     print("\n".join(machine_lines(tool, "uvicorn, 1 worker, output to a file")), flush=True)
@@ -97,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_wrk(wrk, url, HEADERS, args.seconds, args.connections)
         return run_python(url, HEADERS, seconds=args.seconds, connections=args.connections)
 
-    names = ["quiet", "json-access", "traced", "traced-json"]
+    variants = {name: (name, REPO) for name in VARIANTS}
+    if args.before is not None:
+        variants |= {f"before {name}": (name, args.before) for name in VARIANTS}
+    names = list(variants)
     rounds: dict[str, list[LoadResult]] = {name: [] for name in names}
     cpu_ms: dict[str, list[float]] = {name: [] for name in names}
     receiver = Receiver()
@@ -105,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     with BenchRedis() as redis_server:
         servers = {
             name: Server(
-                name,
+                name.replace(" ", "-"),
                 APP,
-                env=variant_env(name, redis_server.url, receiver.endpoint),
-                output=logs / f"{name}.log",
+                env=variant_env(variant, redis_server.url, receiver.endpoint),
+                output=logs / f"{name.replace(' ', '-')}.log",
+                source=source,
             )
-            for name in names
+            for name, (variant, source) in variants.items()
         }
         try:
             for server in servers.values():
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     rounds[name].append(result)
                     cpu_ms[name].append(spent * 1000 / max(1, result.requests))
                     print(
-                        f"round {number} {name:>12}: {result.rps:8,.0f} req/s  "
+                        f"round {number} {name:>19}: {result.rps:8,.0f} req/s  "
                         f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
                         f"cpu {cpu_ms[name][-1] * 1000:6.1f} us/req  errors {result.errors}",
                         flush=True,
@@ -144,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- |")
     ratios, cpu_ratios = {}, {}
     for name in names:
+        # Each checkout's variants against its own quiet server.
+        quiet = "before quiet" if name.startswith("before ") else "quiet"
         ratios[name] = statistics.median(
-            run.rps / base.rps for run, base in zip(rounds[name], rounds["quiet"], strict=True)
+            run.rps / base.rps for run, base in zip(rounds[name], rounds[quiet], strict=True)
         )
         cpu_ratios[name] = statistics.median(
-            base / run for run, base in zip(cpu_ms[name], cpu_ms["quiet"], strict=True)
+            base / run for run, base in zip(cpu_ms[name], cpu_ms[quiet], strict=True)
         )
         rps = statistics.median(r.rps for r in rounds[name])
         p99 = statistics.median(r.p99_ms for r in rounds[name])
@@ -162,6 +178,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, found in (("req/s", ratios[name]), ("CPU", cpu_ratios[name])):
             verdict = "PASS" if found >= floor else "FAIL"
             print(f"- {name} / quiet, {label}: {found:.3f} (goal >= {floor}) {verdict}")
+    for name in VARIANTS[1:]:
+        if f"before {name}" in cpu_ms:
+            # What the feature adds to a request's CPU, before and after.
+            added = [
+                statistics.median(cpu_ms[f"{prefix}{name}"]) - statistics.median(cpu_ms[quiet])
+                for prefix, quiet in (("before ", "before quiet"), ("", "quiet"))
+            ]
+            print(f"- {name} adds {added[0] * 1000:.0f} µs of CPU a request before, ", end="")
+            print(f"{added[1] * 1000:.0f} µs after")
     json_lines = sum(1 for _ in (logs / "json-access.log").open())
     print(f"- json-access wrote {json_lines:,} lines; the receiver got {receiver.received_bytes:,}")
     print(f"  bytes of spans; load average at end: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from appkit_runtime.access_line import ACCESS_LOGGER, JsonAccessLine
 from appkit_runtime.fastapi.health import HEALTH_ROUTES
 from appkit_runtime.fastapi.request_metrics import UNMATCHED
+from appkit_runtime.fastapi.route_template import route_template
 from appkit_runtime.ratelimit.decision import DECISION_STATE
 from appkit_runtime.request_context import REQUEST_ID, request_id_for
 
@@ -116,7 +117,7 @@ class RequestContextMiddleware:
         if project_token is not None:
             org_id, project_id = project_token.org_id, project_token.project_id
             key_id = project_token.key_id
-        route_path = getattr(route, "path", UNMATCHED) if route is not None else UNMATCHED
+        route_path = route_template(scope, UNMATCHED)
         fields = {
             "method": scope["method"],
             "route": route_path,

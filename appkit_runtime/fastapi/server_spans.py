@@ -16,6 +16,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import Scope
 
+from appkit_runtime.fastapi.route_template import route_template
 from appkit_runtime.ratelimit.decision import DECISION_STATE
 
 
@@ -40,7 +41,7 @@ class ServerSpans:
 
     def tag(self, span: Span, scope: Scope, status: int) -> None:
         """At the response start: name by route template, status, project and decision."""
-        route = getattr(scope.get("route"), "path", None)
+        route = route_template(scope) or None
         if route is not None:
             span.update_name(f"{scope['method']} {route}")
         state = scope["state"]

@@ -414,3 +414,24 @@ def test_a_500_and_the_servers_traceback_line_carry_the_request_id(tmp_path: Pat
     (error,) = [line for line in json_lines(output) if line["level"] == "ERROR"]
     assert "RuntimeError: boom" in str(error["exc_info"])
     assert error["request_id"] == "uv-500"  # so the traceback joins its access line
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_the_access_line_names_the_route_with_its_inclusion_prefix(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastapi import APIRouter
+
+    app = get_fastapi_app("request-context-prefix")
+    router = APIRouter()
+
+    @router.get("/orders/{order_id}", dependencies=protected())
+    async def order(order_id: int) -> int:
+        return order_id
+
+    app.include_router(router, prefix="/v1")
+    key = api_key("acme", "orders")
+    async with client_for(app) as client:
+        await client.get("/v1/orders/3", headers={"X-API-Key": key})
+    (line,) = access_lines(capsys.readouterr().out)
+    assert line["route"] == "/v1/orders/{order_id}"

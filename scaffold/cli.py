@@ -108,7 +108,9 @@ Examples:
     metavar="SPEC",
     help="A column, name:type[?][:unique][:index] (repeatable, at least one).",
 )
-@click.option("--plural", default=None, help="Table, router and path name. [default: NAME + s]")
+@click.option(
+    "--plural", default=None, help="Table, router and path name. [default: NAME + s, es or ies]"
+)
 @click.option("--scoped", is_flag=True, help="Reads need scope PLURAL:read, writes PLURAL:write.")
 @click.option("--rate-limit", default=None, metavar="N/S", help="Each route's own limit.")
 @click.option("--dry-run", is_flag=True, help="Show the files and the diffs; write nothing.")

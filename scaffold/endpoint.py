@@ -49,8 +49,9 @@ class Endpoint:
 
     @property
     def route_path(self) -> str:
-        """The path given, or `/NAME` with `_` as `-`."""
-        return self.path or "/" + self.name.replace("_", "-")
+        """The path given, or `/NAME` with `_` as `-` (leading and trailing ones dropped:
+        `_private` is served at `/private`, not `/-private`)."""
+        return self.path or "/" + self.name.strip("_").replace("_", "-")
 
     @property
     def context(self) -> dict[str, object]:

@@ -22,6 +22,16 @@ SNIPPET_FILES = {
 }
 
 
+def english_plural(name: str) -> str:
+    """`item` → `items`, `address` → `addresses`, `category` → `categories`: the regular
+    English plural of the name's last word (irregular ones are given with `--plural`)."""
+    if name.endswith(("ss", "us", "x", "z", "ch", "sh")):
+        return name + "es"
+    if name.endswith("y") and name[-2:-1] not in ("a", "e", "i", "o", "u", "_", ""):
+        return name[:-1] + "ies"
+    return name + "s"
+
+
 @dataclass(frozen=True)
 class Resource:
     """What `add-resource` was asked for; `check()` refuses bad usage with one line."""
@@ -34,7 +44,7 @@ class Resource:
 
     @property
     def table(self) -> str:
-        return self.plural or self.name + "s"
+        return self.plural or english_plural(self.name)
 
     @property
     def model(self) -> str:
@@ -57,6 +67,11 @@ class Resource:
                 raise UsageProblem(f"bad resource {what} {value!r}: it is a Python keyword")
         if self.table == self.name:
             raise UsageProblem(f"bad plural {self.table!r}: it must differ from the name")
+        if not self.plural and self.name.endswith("s") and not self.name.endswith(("ss", "us")):
+            raise UsageProblem(
+                f"resource name {self.name!r} ends in s: give the singular (add-resource "
+                f"{self.name[:-1]} ...), or its plural with --plural if {self.name!r} is singular"
+            )
         if self.model.endswith(("Create", "Update", "Out", "Page", "Id")):
             raise UsageProblem(
                 f"bad resource name {self.name!r}: its model {self.model!r} would clash with the "

@@ -341,3 +341,14 @@ def test_help_shows_an_example_for_every_command(scaffold: Scaffold) -> None:
         assert result.code == 0
         assert "Example" in result.out
         assert f"appkit-scaffold {command}" in result.out.split("Example", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "path"), [("health_check", "/health-check"), ("_private", "/private"), ("x_", "/x")]
+)
+def test_the_default_path_is_the_name_with_dashes_and_no_edge_underscores(
+    name: str, path: str
+) -> None:
+    from scaffold.endpoint import Endpoint
+
+    assert Endpoint(name).route_path == path

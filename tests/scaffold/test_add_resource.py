@@ -201,6 +201,7 @@ def test_the_model_and_registration_keep_the_team_s_files_as_they_were(
         (["thing", "--plural", "routers", "--field", "x:int"], "bad endpoint name 'routers'"),
         (["order_out", "--field", "x:int"], "would clash with the schema classes"),
         (["order", "--plural", "order", "--field", "x:int"], "it must differ from the name"),
+        (["items", "--field", "x:int"], "'items' ends in s: give the singular (add-resource item"),
         (["order", "--field", "x:int", "--rate-limit", "0/60"], "bad rate limit '0/60'"),
         (["order", "--nope"], "No such option '--nope'"),
     ],
@@ -340,3 +341,21 @@ def test_the_longest_names_and_sizes_still_pass_ruff(scaffold: Scaffold, service
 
     ruff(service, "check", ".")
     ruff(service, "format", "--check", ".")
+
+
+@pytest.mark.parametrize(
+    ("name", "table"),
+    [
+        ("item", "items"),
+        ("box", "boxes"),
+        ("address", "addresses"),
+        ("status", "statuses"),
+        ("category", "categories"),
+        ("day", "days"),
+        ("order_batch", "order_batches"),
+    ],
+)
+def test_the_default_plural_follows_regular_english(name: str, table: str) -> None:
+    from scaffold.resource import english_plural
+
+    assert english_plural(name) == table

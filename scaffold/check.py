@@ -122,9 +122,19 @@ def _app_problems(service: Service) -> list[str]:
     if version and not _compatible(runtime, version):
         problems.append(
             f"runtime {runtime} does not match template version {version} in {ANSWERS_FILE} "
-            f"(needs appkit-runtime~={version})"
+            f"(needs {_wanted_runtime(service, version)})"
         )
     return problems
+
+
+def _wanted_runtime(service: Service, version: str) -> str:
+    """The runtime `version` asks for, in the form the service's pyproject requires it."""
+    pyproject = service.root / "pyproject.toml"
+    text = pyproject.read_text() if pyproject.is_file() else ""
+    match = _REQUIREMENT.search(text)
+    if match is not None and match["ref"]:
+        return f"appkit-runtime from the template repository at tag v{version}"
+    return f"appkit-runtime~={version}"
 
 
 def _requirement_problems(service: Service) -> list[str]:

@@ -175,3 +175,23 @@ def test_an_untagged_template_commit_compares_no_version(scaffold: Scaffold, ser
         "the runtime's version is not compared\n"
         "check: no problems\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("requirement", "wanted"),
+    [
+        ('"appkit-runtime[embedded]~=1.4.0"', "appkit-runtime~=1.4.0"),
+        (
+            '"appkit-runtime[embedded] @ git+https://example.org/appkit.git@v1.3.0"',
+            "appkit-runtime from the template repository at tag v1.4.0",
+        ),
+    ],
+)
+def test_a_runtime_mismatch_names_the_requirement_in_the_services_own_form(
+    tmp_path: Path, requirement: str, wanted: str
+) -> None:
+    from scaffold.check import _wanted_runtime
+    from scaffold.project import Service
+
+    (tmp_path / "pyproject.toml").write_text(f"[project]\ndependencies = [{requirement}]\n")
+    assert _wanted_runtime(Service(tmp_path, {}), "1.4.0") == wanted

@@ -8,6 +8,7 @@ something: refuse them here, with one line naming the variable, as for `APPKIT_*
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -40,6 +41,11 @@ def trace_exporters(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The exporters `OTEL_TRACES_EXPORTER` names (a comma list; `otlp` when unset)."""
     given = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     names = [name.strip() for name in given.split(",") if name.strip()] or ["otlp"]
+    if "none" in names and len(names) > 1:
+        raise ConfigurationError(
+            f"OTEL_TRACES_EXPORTER: none turns traces off, so it cannot come with others, "
+            f"got {given!r}"
+        )
     for name in names:
         if name not in EXPORTERS:
             raise ConfigurationError(
@@ -73,6 +79,12 @@ def check_otel_variables(environ: Mapping[str, str] = os.environ) -> None:
                 raise ConfigurationError(
                     f"{variable}: expected an http:// or https:// URL with a host, got {given!r}"
                 )
+            try:
+                parts.port  # noqa: B018 (read for the check: it raises past 65535)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{variable}: the port must be a number from 0 to 65535, got {given!r}"
+                ) from None
     sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if sampler and sampler not in SAMPLERS:
         raise ConfigurationError(
@@ -85,8 +97,8 @@ def check_otel_variables(environ: Mapping[str, str] = os.environ) -> None:
         )
     for variable in TIMEOUTS:
         given = environ.get(variable, "").strip()
-        if given and not _number(given) >= 0:
-            raise ConfigurationError(f"{variable}: expected a number ≥ 0, got {given!r}")
+        if given and not 0 <= _number(given) < math.inf:
+            raise ConfigurationError(f"{variable}: expected a finite number ≥ 0, got {given!r}")
     for variable, least in BATCH_INTEGERS.items():
         given = environ.get(variable, "").strip()
         if given and not (given.isdigit() and int(given) >= least):

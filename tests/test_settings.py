@@ -106,6 +106,14 @@ BAD_SETTINGS = [
         {"APPKIT_API_KEYS": json.dumps([{"org_id": "o", "project_id": "p"}])},
         "APPKIT_API_KEYS: Value error, each entry needs exactly one of key or key_sha256",
     ),
+    *(
+        (
+            {"APPKIT_API_KEYS": json.dumps([{"key": key, "org_id": "o", "project_id": "p"}])},
+            "APPKIT_API_KEYS: key must be 1 to 512 printable ASCII characters without spaces, "
+            "as a presented key is (at 0.key)",
+        )
+        for key in ("has space", "café-key", "a\u0001b", "k" * 513)
+    ),
 ]
 
 

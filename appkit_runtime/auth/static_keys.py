@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from appkit_runtime.auth.credentials import key_digest
+from appkit_runtime.auth.credentials import MAX_KEY_LENGTH, key_digest, well_formed
 from appkit_runtime.settings import (
     RateLimit,
     Settings,
@@ -43,12 +43,19 @@ def _entry(index: int, raw: Any) -> StaticKey:
     if isinstance(raw, StaticKey):
         return raw
     try:
-        return StaticKey.model_validate(raw)
+        entry = StaticKey.model_validate(raw)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in (index, *first["loc"]))
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ValueError(f"{message} (at {where})") from None
+    if entry.key is not None and not well_formed(entry.key):
+        # No request could present it: refused here rather than answered 401 forever.
+        raise ValueError(
+            f"key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces, "
+            f"as a presented key is (at {index}.key)"
+        )
+    return entry
 
 
 def build_table(entries: Sequence[Any]) -> StaticKeys:

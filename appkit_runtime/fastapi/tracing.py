@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from appkit_runtime.tracing import tracing_requested, use_tracer
@@ -77,7 +78,8 @@ def _span_exporters() -> list[Any]:
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporters.append(ConsoleSpanExporter())
+            # stderr: stdout is the log's, one JSON object a line in production.
+            exporters.append(ConsoleSpanExporter(out=sys.stderr))
         elif trace_protocol() == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

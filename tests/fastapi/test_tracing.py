@@ -165,6 +165,15 @@ async def test_a_refused_key_names_its_project_on_the_span_an_unknown_one_does_n
             "OTEL_TRACES_SAMPLER_ARG: expected a ratio from 0 to 1, got 'half'",
         ),
         ({**ENDPOINT, "OTEL_EXPORTER_OTLP_TIMEOUT": "-1"}, "OTEL_EXPORTER_OTLP_TIMEOUT: expected"),
+        ({**ENDPOINT, "OTEL_EXPORTER_OTLP_TIMEOUT": "inf"}, "OTEL_EXPORTER_OTLP_TIMEOUT: expected"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:99999"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT: the port must be a number from 0 to 65535",
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "none,otlp"},
+            "OTEL_TRACES_EXPORTER: none turns traces off, so it cannot come with others",
+        ),
         ({**ENDPOINT, "OTEL_BSP_SCHEDULE_DELAY": "abc"}, "OTEL_BSP_SCHEDULE_DELAY: expected"),
         ({**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE: expected"),
         (
@@ -287,3 +296,13 @@ def test_the_service_resource_groups_spans_like_the_sdks_and_hashes_once(
     monkeypatch.setattr(resources, "dumps", lambda *a, **k: dumps.append(a) or "{}")
     assert [hash(resource) for _ in range(3)] == [expected] * 3
     assert dumps == []  # the SDK's `__hash__` writes JSON each call; this one never again
+
+
+def test_the_console_exporter_writes_to_stderr_not_to_the_logs_stdout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    (exporter,) = fastapi_tracing._span_exporters()
+    assert exporter.out is sys.stderr

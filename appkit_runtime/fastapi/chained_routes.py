@@ -28,7 +28,9 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from appkit_runtime.errors import RouteOrderError
+from appkit_runtime.fastapi.authentication import AuthDenied
 from appkit_runtime.fastapi.chain import ProtectedChain
+from appkit_runtime.fastapi.key_gate import turn_queue
 from appkit_runtime.fastapi.route_order import declared_route, route_contexts
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -57,7 +59,14 @@ class ChainedHandler:
         if self.overrides_from.dependency_overrides:
             return await self.declared(request)
         chain = self.chain
-        token, fields = await chain.before_endpoint(request)
+        try:
+            token, fields = await chain.before_endpoint(request)
+        except AuthDenied as denial:
+            if denial.status_code == 401:
+                # As the key gate does for unknown keys, before routing: a flood without a
+                # key (which the gate cannot tell from a public request) waits its turns too.
+                await turn_queue().wait_turn()
+            raise
         try:
             response = await self.handler(request)
         except (RequestValidationError, HTTPException) as error:

@@ -215,3 +215,19 @@ async def test_authentication_reuses_the_digest_the_gate_computed(api_key, monke
     async with client_for(app) as client:
         assert (await client.get("/once", headers={"X-API-Key": key})).status_code == 200
     assert hashed == [key]
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_a_request_without_a_key_waits_its_turn_at_a_protected_route(
+    turns_taken, api_key
+) -> None:
+    # The gate lets keyless requests by (public routes get them); the protected route's
+    # 401 then waits a turn, so a keyless flood cannot skip the queue a junk-key flood waits in.
+    valid = api_key("acme", "orders")
+    async with client_for(flood_app()) as client:
+        assert (await client.get("/items/1")).status_code == 401
+        assert len(turns_taken) == 1
+        assert (await client.get("/items/1", headers={"X-API-Key": valid})).status_code == 200
+        assert len(turns_taken) == 1
+        assert (await client.get("/items/1", headers={"X-API-Key": "x y"})).status_code == 401
+        assert len(turns_taken) == 3  # at the gate (malformed), then at the route

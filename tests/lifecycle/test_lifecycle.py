@@ -9,7 +9,9 @@ appkit, with pip and with uv; the team edits and commits; appkit releases a new 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import copier
 import pytest
@@ -56,6 +58,14 @@ def service_tests_pass(venv: FreshVenv, service: Path, database_url: str) -> int
     )
 
 
+def fresh_install(path: Path, service: Path, *commands: str) -> FreshVenv:
+    """A new venv at `path` in which each shell command, run in `service`, succeeded."""
+    venv = FreshVenv(path)
+    for command in commands:
+        assert_ok(venv.shell(command, cwd=service))
+    return venv
+
+
 def checked(venv: FreshVenv, service: Path) -> None:
     done = venv.run("appkit-scaffold", "check", cwd=service)
     assert_ok(done)
@@ -71,7 +81,6 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     bare = release_v1(tmp_path)
     url = f"file://{bare}"
     index_v1 = tmp_path / "index-v1"
-    build_wheels(tmp_path / "appkit-v1", index_v1)
     # Two services from the URL: the runtime from the git tag (the default), and from an index.
     orders = render(url, tmp_path / "orders", project_name="orders")
     billing = render(url, tmp_path / "billing", project_name="billing", runtime_source="index")
@@ -80,9 +89,22 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     pip_install, uv_install = install_commands(orders)
     assert install_commands(billing) == (pip_install, uv_install)
 
+    def install_from_index() -> tuple[FreshVenv, CompletedProcess[str]]:
+        build_wheels(tmp_path / "appkit-v1", index_v1)
+        venv = FreshVenv(tmp_path / "venv-index")
+        return venv, venv.shell(pip_install, cwd=billing, PIP_FIND_LINKS=str(index_v1))
+
+    # The three fresh venvs share nothing, so they install at once (each is mostly waiting on
+    # one single-threaded pip, uv or build process); what each installed is checked below.
+    with ThreadPoolExecutor(3) as pool:
+        installing_with_pip = pool.submit(fresh_install, tmp_path / "venv-pip", orders, pip_install)
+        installing_with_uv = pool.submit(
+            fresh_install, tmp_path / "venv-uv", orders, "pip install -q uv", uv_install
+        )
+        installing_from_index = pool.submit(install_from_index)
+
     # A fresh venv, nothing but pip: the README's command installs the runtime from the tag.
-    with_pip = FreshVenv(tmp_path / "venv-pip")
-    assert_ok(with_pip.shell(pip_install, cwd=orders))
+    with_pip = installing_with_pip.result()
     version, direct_url = with_pip.runtime()
     assert version == runtime_version()
     assert direct_url is not None
@@ -92,9 +114,7 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     checked(with_pip, orders)
 
     # Another fresh venv, with uv from PyPI: the same.
-    with_uv = FreshVenv(tmp_path / "venv-uv")
-    assert_ok(with_uv.shell("pip install -q uv", cwd=orders))
-    assert_ok(with_uv.shell(uv_install, cwd=orders))
+    with_uv = installing_with_uv.result()
     version, direct_url = with_uv.runtime()
     assert version == runtime_version()
     assert direct_url is not None
@@ -103,8 +123,7 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     checked(with_uv, orders)
 
     # runtime_source=index: the runtime comes from the folder of wheels, not from git.
-    from_index = FreshVenv(tmp_path / "venv-index")
-    installed = from_index.shell(pip_install, cwd=billing, PIP_FIND_LINKS=str(index_v1))
+    from_index, installed = installing_from_index.result()
     assert_ok(installed)
     assert f"{index_v1}/appkit_runtime-{runtime_version()}-py3-none-any.whl" in installed.stdout
     assert from_index.runtime() == (runtime_version(), None)
@@ -120,7 +139,9 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     # appkit v2: a minor version up, a template file and a runtime function changed; tagged.
     checkout_v2 = release_v2(bare, tmp_path)
     index_v2 = tmp_path / "index-v2"
-    build_wheels(checkout_v2, index_v2)
+    # Its wheels are needed last: built while the git service upgrades.
+    builder = ThreadPoolExecutor(1)
+    building_v2 = builder.submit(build_wheels, checkout_v2, index_v2)
 
     upgraded = with_pip.run("appkit-scaffold", "upgrade", cwd=orders)
     assert_ok(upgraded)
@@ -152,6 +173,8 @@ def test_a_service_installs_anywhere_and_upgrades_to_the_next_tag(
     assert with_uv.runtime()[0] == V2_VERSION
 
     # The index service upgrades to the new release line, installed from the new wheels.
+    building_v2.result()
+    builder.shutdown()
     assert_ok(from_index.run("appkit-scaffold", "upgrade", cwd=billing))
     assert f'"appkit-runtime~={V2_VERSION}"' in (billing / "pyproject.toml").read_text()
     assert_ok(from_index.shell(pip_install, cwd=billing, PIP_FIND_LINKS=str(index_v2)))

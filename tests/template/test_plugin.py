@@ -184,6 +184,9 @@ async def test_appkit_auth_down_answers_503_for_an_unknown_key(app_client, appki
 """
 
 SERVICE_TESTS = 14 + 9 + 5  # the template's own, PROMISES and FAULTS
+# xdist workers for the service's suite: two already give each its own test database and a
+# series of tests where a leak would show; four on CI's two cores made each run ~3x slower.
+WORKERS = "2"
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +245,7 @@ def test_xdist_runs_pass_and_leave_the_named_postgresql_database_as_it_was(
     postgres(postgres_database, "INSERT INTO items VALUES (7, 'the team''s row')")
 
     for _ in range(3):
-        assert run_suite(service_venv, plugged, postgres_database, "-n", "4") == SERVICE_TESTS
+        assert run_suite(service_venv, plugged, postgres_database, "-n", WORKERS) == SERVICE_TESTS
 
     assert [tuple(r) for r in postgres(postgres_database, "SELECT * FROM items")] == [
         (7, "the team's row")
@@ -266,8 +269,9 @@ def test_xdist_runs_pass_and_leave_the_named_sqlite_file_as_it_was(
         connection.execute("INSERT INTO items VALUES (7, 'the team''s row')")
     before = named.read_bytes()
 
+    database_url = f"sqlite:///{named}"
     for _ in range(3):
-        assert run_suite(service_venv, plugged, f"sqlite:///{named}", "-n", "4") == SERVICE_TESTS
+        assert run_suite(service_venv, plugged, database_url, "-n", WORKERS) == SERVICE_TESTS
 
     assert named.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.db"]

@@ -82,6 +82,9 @@ def configure_logging(settings: Settings) -> None:
     handler.set_name(HANDLER_NAME)
     handler.addFilter(RequestIdFilter(None if style == "json" else "-"))
     handler.setFormatter(log_formatter(style))
+    # On the handler too: records that loggers with levels of their own let through (uvicorn
+    # sets its loggers to its `--log-level`, INFO by default) reach it by propagation.
+    handler.setLevel(settings.log_level)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(old)

@@ -255,7 +255,11 @@ async def test_a_log_level_above_info_writes_no_access_line(
 ) -> None:
     monkeypatch.setenv("APPKIT_LOG_LEVEL", "WARNING")
     key = api_key("acme", "orders")
-    async with client_for(limited_app()) as client:
+    app = limited_app()
+    # As the uvicorn command line leaves its loggers: a level of their own, INFO.
+    monkeypatch.setattr(logging.getLogger("uvicorn.error"), "level", logging.INFO)
+    async with client_for(app) as client:
+        logging.getLogger("uvicorn.error").info("Started server process")
         answer = await client.get("/items/4", headers={"Authorization": f"Bearer {key}"})
 
     assert answer.status_code == 200

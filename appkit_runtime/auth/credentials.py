@@ -34,3 +34,17 @@ PRESENTED_KEY = "appkit.presented_key"
 def key_digest(key: str) -> bytes:
     """The SHA-256 of the key: the only form in which keys are stored, cached or named."""
     return sha256(key.encode()).digest()
+
+
+def presented_key(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key a request presents, from its ASGI headers (names lower-case): the first
+    `Authorization` and `X-API-Key` values, read in one pass instead of two `Headers` lookups
+    per request, then `extract_key`."""
+    authorization = x_api_key = None
+    for name, value in raw_headers:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and x_api_key is None:
+            x_api_key = value.decode("latin-1")
+    return extract_key(authorization, x_api_key)

@@ -21,8 +21,8 @@ from appkit_runtime.auth.cache import LOCAL
 from appkit_runtime.auth.credentials import (
     MAX_KEY_LENGTH,
     PRESENTED_KEY,
-    extract_key,
     key_digest,
+    presented_key,
     well_formed,
 )
 from appkit_runtime.auth.decisions import (
@@ -83,19 +83,6 @@ async def denied_response(request: Request, exc: Exception) -> Response:
     return Response(body, exc.status_code, exc.headers, media_type="application/json")
 
 
-def _key_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
-    """The first `Authorization` and `X-API-Key` values, read in one pass over the raw
-    headers (ASGI names are lower-case) instead of two `Headers` lookups per request."""
-    authorization = x_api_key = None
-    for name, value in raw:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value.decode("latin-1")
-        elif name == b"x-api-key" and x_api_key is None:
-            x_api_key = value.decode("latin-1")
-    return authorization, x_api_key
-
-
 def _server_port(request: Request) -> int:
     """The port the server listens on, else the scheme's default."""
     server = request.scope.get("server")
@@ -137,7 +124,7 @@ class FastAPIAuthenticateBase(SecurityBase):
         if presented is not None:
             key_token, digest = presented
         else:
-            key_token = extract_key(*_key_headers(request.scope["headers"]))
+            key_token = presented_key(request.scope["headers"])
             if key_token is None:
                 raise auth_error(MISSING_KEY)
             if not 0 < len(key_token) <= MAX_KEY_LENGTH:

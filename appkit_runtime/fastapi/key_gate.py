@@ -21,12 +21,11 @@ from appkit_runtime.auth.cache import LOCAL
 from appkit_runtime.auth.credentials import (
     MAX_KEY_LENGTH,
     PRESENTED_KEY,
-    extract_key,
     key_digest,
+    presented_key,
     well_formed,
 )
 from appkit_runtime.auth.resolve import static_backend
-from appkit_runtime.fastapi.authentication import _key_headers
 from appkit_runtime.fastapi.health import HEALTH_ROUTES
 from appkit_runtime.loop_cache import LoopCache
 
@@ -36,7 +35,7 @@ def opens_nothing(scope: Scope) -> bool:
     empty, malformed or unknown. False without a key, for keys known or cached valid, and
     with any other backend. A key it hashes is left in the scope with its digest
     (`PRESENTED_KEY`), for authentication to use."""
-    key = extract_key(*_key_headers(scope["headers"]))
+    key = presented_key(scope["headers"])
     if key is None or not static_backend():
         return False
     if not 0 < len(key) <= MAX_KEY_LENGTH:

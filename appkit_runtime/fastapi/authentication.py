@@ -2,13 +2,15 @@
 
 A repeated good key is served from the in-process cache: a hash, a dict lookup and an expiry
 check, with no Redis call and no thread hop. Misses go through `appkit_runtime.auth.resolve`;
-with the built-in static authority they are answered from its table, on the event loop.
+with the built-in static authority they are answered from its table, and the built-in `http`
+authority is asked with its async client, both on the event loop; a `get_project_token` of
+your own runs in a thread.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 
 from anyio import CapacityLimiter, to_thread
@@ -43,6 +45,7 @@ SCHEME_NAME = "APIKey"
 # of the shared pool (40) that sync endpoints and `run_in_threadpool` callers need.
 AUTHORITY_THREADS = 32
 _authority_limiters: LoopCache[CapacityLimiter] = LoopCache()
+AsyncAsk = Callable[..., Awaitable[tuple[ProjectToken | None, float]]]
 _DESCRIPTION = "An API key, as `Authorization: Bearer <key>` or in the `X-API-Key` header."
 
 
@@ -143,21 +146,19 @@ class FastAPIAuthenticateBase(SecurityBase):
             current_product, kind, request_method = self.product, self.kind, request.method
             port = _server_port(request)
 
+            ask_on_loop = self._asks_on_loop()
+
             async def ask() -> tuple[ProjectToken | None, float]:
-                call = partial(
-                    self.get_project_token,
-                    current_product,
-                    request.headers,
-                    key_token,
-                    kind,
-                    request_method,
-                    port,
-                )
-                limiter = _authority_limiters.get(
-                    "authority", lambda: CapacityLimiter(AUTHORITY_THREADS)
-                )
+                args = (current_product, request.headers, key_token, kind, request_method, port)
                 with span("appkit.auth.authority"):
-                    return await to_thread.run_sync(call, limiter=limiter)
+                    if ask_on_loop is not None:
+                        return await ask_on_loop(*args)
+                    limiter = _authority_limiters.get(
+                        "authority", lambda: CapacityLimiter(AUTHORITY_THREADS)
+                    )
+                    return await to_thread.run_sync(
+                        partial(self.get_project_token, *args), limiter=limiter
+                    )
 
             try:
                 project_token = await resolve_async(digest, ask)
@@ -173,12 +174,21 @@ class FastAPIAuthenticateBase(SecurityBase):
             raise auth_error(denial)
         return project_token
 
+    def _asks_on_loop(self) -> AsyncAsk | None:
+        """The configured authority's asynchronous call (the `http` backend's), when
+        `get_project_token` is not replaced; None: ask `get_project_token` in a thread."""
+        if not self._builtin_lookup():
+            return None
+        return getattr(get_authority(), "get_project_token_async", None)
+
+    def _builtin_lookup(self) -> bool:
+        method = self.get_project_token
+        return getattr(method, "__func__", None) is FastAPIAuthenticateBase.get_project_token
+
     def _asks_static_table(self) -> bool:
         """Whether a miss goes to the built-in static table: `get_project_token` is not
         replaced (by a subclass or on the instance) and `APPKIT_AUTH_BACKEND` is `static`."""
-        method = self.get_project_token
-        builtin = getattr(method, "__func__", None) is FastAPIAuthenticateBase.get_project_token
-        return builtin and static_backend()
+        return self._builtin_lookup() and static_backend()
 
     def get_project_token(
         self,

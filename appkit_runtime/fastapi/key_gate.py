@@ -1,12 +1,14 @@
-"""`UnknownKeyGate`: requests carrying a key that cannot open anything go one per loop turn.
+"""`UnknownKeyGate`: requests carrying a key not known valid go one per loop turn.
 
-A flood of random keys is answered 401 from the static table, but every 401 still takes the
-one event loop's time; answered as they arrive, the flood's requests come before a valid key's
-in each loop turn it needs. Here a request whose key is malformed or unknown to the static
-table waits for its turn in a queue that lets one such request on per loop turn, so the loop
-keeps serving everything else at full speed. Nothing is answered here: the request then goes
-down the app as before, to the same 401 (or whatever its route answers). Only the built-in
-`static` backend is gated; a request without a key is never gated (public routes have none).
+A flood of random keys is answered 401 from the static table (or, with the `http` backend,
+after a Redis read and an authority call or a 503), but every such request still takes the one
+event loop's time; answered as they arrive, the flood's requests come before a valid key's in
+each loop turn it needs. Here a request whose key is not cached valid in this process waits
+for its turn in a queue that lets one such request on per loop turn, so the loop keeps serving
+cached keys at full speed. Nothing is answered here: the request then goes down the app as
+before, to the same answer. With the `static` backend a key the table knows passes at once (it
+costs one dict lookup); with any other backend a key's first request waits one turn. A request
+without a key is never gated (public routes have none).
 """
 
 from __future__ import annotations
@@ -30,20 +32,23 @@ from appkit_runtime.fastapi.health import HEALTH_ROUTES
 from appkit_runtime.loop_cache import LoopCache
 
 
-def opens_nothing(scope: Scope) -> bool:
-    """Whether the request presents a key that the `static` backend answers 401: too long,
-    empty, malformed or unknown. False without a key, for keys known or cached valid, and
-    with any other backend. A key it hashes is left in the scope with its digest
+def waits_turn(scope: Scope) -> bool:
+    """Whether the request presents a key not known valid: too long, empty, malformed, cached
+    invalid, or unknown (to the static table; to the in-process cache with other backends).
+    False without a key. A key it hashes is left in the scope with its digest
     (`PRESENTED_KEY`), for authentication to use."""
     key = presented_key(scope["headers"])
-    if key is None or not static_backend():
+    if key is None:
         return False
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         return True
     digest = key_digest(key)
     scope[PRESENTED_KEY] = (key, digest)
-    if LOCAL.get(digest) is not None:
-        return False
+    entry = LOCAL.get(digest)
+    if entry is not None:
+        return entry[0] is None
+    if not static_backend():
+        return True
     return not well_formed(key) or static_keys.lookup(digest) is None
 
 
@@ -90,12 +95,12 @@ def turn_queue() -> TurnQueue:
 
 
 class UnknownKeyGate:
-    """Pure ASGI, outermost: an HTTP request whose key opens nothing waits its turn first."""
+    """Pure ASGI, outermost: an HTTP request whose key is not known valid waits its turn."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and opens_nothing(scope) and scope["path"] not in HEALTH_ROUTES:
+        if scope["type"] == "http" and waits_turn(scope) and scope["path"] not in HEALTH_ROUTES:
             await turn_queue().wait_turn()
         await self.app(scope, receive, send)

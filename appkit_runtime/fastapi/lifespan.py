@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from appkit_runtime.auth.http_authority import close_http_authority
+from appkit_runtime.auth.http_authority import close_async_http_clients, close_http_authority
 from appkit_runtime.auth.static_keys import load_static_keys
 from appkit_runtime.db import dispose_engines
 from appkit_runtime.errors import AppkitError
@@ -55,6 +55,7 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
         finally:
             await close_redis_connections()
             await dispose_engines()
+            await close_async_http_clients()
             close_http_authority()
 
     return lifespan

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from appkit_runtime.auth import get_project_token
+from appkit_runtime.auth.http_authority import environment_proxy
 from appkit_runtime.errors import AuthorityUnavailable
 from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.settings import RateLimit, get_settings
@@ -139,3 +140,34 @@ def test_a_refused_connection_raises_authority_unavailable(service) -> None:
     service.stop()
     with pytest.raises(AuthorityUnavailable, match="unreachable"):
         get_project_token(None, {}, GOOD, None, "GET", None)
+
+
+async def test_fastapi_asks_on_the_event_loop_not_in_a_thread(service, client_for) -> None:
+    # A call in a thread made the loop wait for the GIL (up to 5 ms a switch) under a flood.
+    callers: list[str] = []
+    real_handle = service.RequestHandlerClass.do_POST
+
+    def recording(handler) -> None:
+        callers.append(handler.headers.get("User-Agent", ""))
+        real_handle(handler)
+
+    service.RequestHandlerClass.do_POST = recording
+    try:
+        client = client_for(AuthenticateKey())
+        assert (await client.get("/items", headers={"X-API-Key": GOOD})).status_code == 200
+        # Django's path and threads keep the blocking client.
+        assert get_project_token(None, {}, OTHER, None, "GET", None)[0] is not None
+    finally:
+        service.RequestHandlerClass.do_POST = real_handle
+    assert callers[0].startswith("Python/") and "aiohttp" in callers[0], callers
+    assert callers[1].startswith("python-httpx/"), callers
+
+
+def test_the_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "auth.local")
+    assert environment_proxy("http://auth.example:8080/resolve") == "http://proxy.internal:3128"
+    assert environment_proxy("http://auth.local/resolve") is None
+    assert environment_proxy("https://auth.example/resolve") is None  # no HTTPS_PROXY
+    monkeypatch.delenv("HTTP_PROXY")
+    assert environment_proxy("http://auth.example:8080/resolve") is None

@@ -1,4 +1,4 @@
-"""`UnknownKeyGate`: keys that open nothing wait one loop turn each; everything else goes on."""
+"""`UnknownKeyGate`: keys not known valid wait one loop turn each; everything else goes on."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from appkit_runtime.auth.credentials import key_digest
 from appkit_runtime.auth.resolve import static_answer
 from appkit_runtime.fastapi import AuthenticateKey, key_gate, protected
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
-from appkit_runtime.fastapi.key_gate import TurnQueue, UnknownKeyGate, opens_nothing
+from appkit_runtime.fastapi.key_gate import TurnQueue, UnknownKeyGate, waits_turn
 from appkit_runtime.settings import get_settings
+from appkit_runtime.tokens import ProjectToken
 from tests.fastapi.test_fastapi import client_for
 
 
@@ -58,14 +59,14 @@ async def waited(taken: list[None], scope: dict) -> bool:
 
 def test_a_key_that_opens_nothing_is_told_apart(api_key) -> None:
     valid = api_key("acme", "orders")
-    assert not opens_nothing(scope())  # no key: public routes are asked without one
-    assert not opens_nothing(scope(("X-API-Key", valid)))
-    assert not opens_nothing(scope(("Authorization", f"Bearer {valid}")))
-    assert opens_nothing(scope(("X-API-Key", "ak_test_unknown_0123456789")))
-    assert opens_nothing(scope(("Authorization", "Bearer ak_test_unknown_0123456789")))
-    assert opens_nothing(scope(("X-API-Key", "has space")))  # malformed
-    assert opens_nothing(scope(("X-API-Key", "x" * 513)))  # too long to hash
-    assert opens_nothing(scope(("Authorization", "Bearer ")))  # empty
+    assert not waits_turn(scope())  # no key: public routes are asked without one
+    assert not waits_turn(scope(("X-API-Key", valid)))
+    assert not waits_turn(scope(("Authorization", f"Bearer {valid}")))
+    assert waits_turn(scope(("X-API-Key", "ak_test_unknown_0123456789")))
+    assert waits_turn(scope(("Authorization", "Bearer ak_test_unknown_0123456789")))
+    assert waits_turn(scope(("X-API-Key", "has space")))  # malformed
+    assert waits_turn(scope(("X-API-Key", "x" * 513)))  # too long to hash
+    assert waits_turn(scope(("Authorization", "Bearer ")))  # empty
 
 
 def test_a_key_cached_valid_is_never_gated(monkeypatch: pytest.MonkeyPatch, api_key) -> None:
@@ -74,13 +75,11 @@ def test_a_key_cached_valid_is_never_gated(monkeypatch: pytest.MonkeyPatch, api_
     assert LOCAL.get(key_digest(key)) is not None
     # Served from the in-process cache, the table is not asked again.
     monkeypatch.setattr(static_keys, "lookup", lambda digest: None)
-    assert not opens_nothing(scope(("X-API-Key", key)))
-    assert opens_nothing(scope(("X-API-Key", key + "x")))
+    assert not waits_turn(scope(("X-API-Key", key)))
+    assert waits_turn(scope(("X-API-Key", key + "x")))
 
 
-async def test_the_gate_holds_only_static_keys_that_open_nothing(
-    turns_taken, api_key, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_gate_holds_only_static_keys_that_open_nothing(turns_taken, api_key) -> None:
     valid = api_key("acme", "orders")
     unknown = ("X-API-Key", "ak_test_unknown_0123456789")
     assert await waited(turns_taken, scope(unknown))
@@ -88,13 +87,25 @@ async def test_the_gate_holds_only_static_keys_that_open_nothing(
     assert not await waited(turns_taken, scope())
     assert not await waited(turns_taken, scope(unknown, path="/healthz"))
     assert not await waited(turns_taken, {"type": "websocket", "path": "/ws", "headers": []})
+    assert len(turns_taken) == 1
 
-    # Other backends answer unknown keys themselves (cache, Redis, authority): untouched.
+
+async def test_other_backends_gate_every_key_not_cached_valid(
+    turns_taken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The `http` backend cannot tell a junk key from a new valid one without Redis or the
+    # authority: every key this process has not seen valid waits one turn.
     monkeypatch.setenv("APPKIT_AUTH_BACKEND", "http")
     monkeypatch.setenv("APPKIT_AUTH_URL", "http://127.0.0.1:9/")
     get_settings.cache_clear()
-    assert not await waited(turns_taken, scope(unknown))
-    assert len(turns_taken) == 1
+    seen, rejected = "ak_test_seen_0123456789", "ak_test_rejected_0123456789"
+    assert await waited(turns_taken, scope(("X-API-Key", seen)))
+    LOCAL.put(key_digest(seen), ProjectToken("acme", "orders"), 60, max_invalid=10)
+    assert not await waited(turns_taken, scope(("X-API-Key", seen)))
+    LOCAL.put(key_digest(rejected), None, 60, max_invalid=10)
+    assert await waited(turns_taken, scope(("X-API-Key", rejected)))  # cached invalid
+    assert not await waited(turns_taken, scope())
+    assert len(turns_taken) == 2
 
 
 async def test_waiters_go_on_one_per_loop_turn_in_order() -> None:

@@ -159,16 +159,44 @@ def _key_entries(text: str) -> Any:
         raise ValueError(f"is not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
+# The last table built from `APPKIT_API_KEYS` text and what it was built from: settings read
+# again from the same source (the production entry point checks them, then the worker loads
+# them; `use_service_name` re-reads) reuse it instead of holding a second copy.
+_last_table: tuple[tuple[Any, ...], StaticKeys] | None = None
+
+
+def _key_source(text: str) -> tuple[Any, ...] | None:
+    """What a table built from `text` depends on: the text, or the file it names as it is
+    now (path, inode, size, modification time); None when it names no file."""
+    text = text.strip()
+    if not text or text.startswith("["):
+        return ("text", text)
+    path = Path(text)
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return ("file", str(path.resolve()), found.st_ino, found.st_size, found.st_mtime_ns)
+
+
 def _static_keys(value: Any) -> StaticKeys:
+    global _last_table
     if isinstance(value, StaticKeys):
         return value
+    source = _key_source(value) if isinstance(value, str) else None
+    last = _last_table
+    if source is not None and last is not None and last[0] == source:
+        return last[1]
     entries = _key_entries(value) if isinstance(value, str) else value
     if not isinstance(entries, list | tuple):
         raise ValueError("must be a JSON list of key entries")
     # Imported here: the table holds tokens, and the token module imports this one.
     from appkit_runtime.auth import static_keys
 
-    return static_keys.build_table(entries)
+    table = static_keys.build_table(entries)
+    if source is not None:
+        _last_table = (source, table)
+    return table
 
 
 class Settings(BaseSettings):

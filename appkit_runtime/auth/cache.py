@@ -48,6 +48,10 @@ class TTLCache:
             return entry
         return None
 
+    def holds(self, digest: bytes) -> bool:
+        """Whether an entry of `digest` is here, live or expired and not yet swept."""
+        return digest in self._entries
+
     def put(self, digest: bytes, token: ProjectToken | None, ttl: float) -> None:
         """Keep `token` (None: invalid key) for `ttl` seconds; a ttl of 0 or less keeps nothing."""
         with self._lock:

@@ -38,6 +38,7 @@ from appkit_runtime.tokens import ProjectToken
 INVALID_STATUSES = frozenset({401, 403, 404})
 # Credentials are never forwarded; the key travels once, in the body.
 _PRIVATE_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
+MAX_ANSWER_BYTES = 64 * 1024
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16)
 
 _current: tuple[Settings, HttpAuthority] | None = None
@@ -96,7 +97,10 @@ class HttpAuthority:
                 allow_redirects=False,
                 proxy=self.proxy,
             ) as response:
-                status, body = response.status, await response.read()
+                status = response.status
+                # A token is a few hundred bytes: a larger answer is not one, and reading it
+                # whole would let a broken authority fill the memory of every worker.
+                body = await _read_at_most(response, MAX_ANSWER_BYTES)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _unreachable(error) from None
         return self._answer(status, lambda: json.loads(body))
@@ -127,12 +131,24 @@ class HttpAuthority:
 
 
 def environment_proxy(url: str) -> str | None:
-    """The proxy `HTTP(S)_PROXY` and `NO_PROXY` give for `url`, as httpx reads them; read once,
-    since aiohttp's `trust_env` reads them (and `~/.netrc`) in a thread on every request."""
+    """The proxy `HTTP(S)_PROXY`, `ALL_PROXY` and `NO_PROXY` give for `url`, as httpx reads
+    them; read once, since aiohttp's `trust_env` reads them (and `~/.netrc`) in a thread on
+    every request."""
     parts = urlsplit(url)
     if parts.hostname is None or proxy_bypass_environment(parts.hostname):
         return None
-    return getproxies_environment().get(parts.scheme)
+    proxies = getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or `AuthorityUnavailable` as soon as it is longer than `limit` bytes."""
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise AuthorityUnavailable(f"key authority answered over {limit} bytes")
+    return bytes(body)
 
 
 def _payload(

@@ -6,9 +6,10 @@ event loop's time; answered as they arrive, the flood's requests come before a v
 each loop turn it needs. Here a request whose key is not cached valid in this process waits
 for its turn in a queue that lets one such request on per loop turn, so the loop keeps serving
 cached keys at full speed. Nothing is answered here: the request then goes down the app as
-before, to the same answer. With the `static` backend a key the table knows passes at once (it
-costs one dict lookup); with any other backend a key's first request waits one turn. A request
-without a key is never gated (public routes have none).
+before, to the same answer. With the `static` backend a key the table knows passes at once
+(it costs one dict lookup); with any other backend a key this process has never seen valid
+waits its turn, behind the unknown keys already queued. A request without a key is never
+gated (public routes have none).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def waits_turn(scope: Scope) -> bool:
     if entry is not None:
         return entry[0] is None
     if not static_backend():
-        return True
+        # A key whose valid entry expired (APPKIT_AUTH_CACHE_TTL) is still a key this
+        # process saw valid: it goes on to be looked up again rather than queue.
+        return not LOCAL.valid.holds(digest)
     return not well_formed(key) or static_keys.lookup(digest) is None
 
 

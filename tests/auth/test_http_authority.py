@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -171,3 +172,13 @@ def test_the_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPat
     assert environment_proxy("https://auth.example/resolve") is None  # no HTTPS_PROXY
     monkeypatch.delenv("HTTP_PROXY")
     assert environment_proxy("http://auth.example:8080/resolve") is None
+    monkeypatch.setenv("ALL_PROXY", "http://every.internal:3128")
+    assert environment_proxy("https://auth.example/resolve") == "http://every.internal:3128"
+
+
+async def test_an_answer_too_large_for_a_token_is_503(service, client_for) -> None:
+    # A well-formed token, then whitespace JSON allows: only its size is wrong.
+    service.answers["huge-key"] = (200, json.dumps(TOKEN_JSON).encode() + b" " * 200_000)
+    response = await client_for(AuthenticateKey()).get("/items", headers={"X-API-Key": "huge-key"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"

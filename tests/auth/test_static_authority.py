@@ -16,6 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import Depends
 
+from appkit_runtime import settings as settings_module
 from appkit_runtime.auth import get_project_token, register_static_key, resolve
 from appkit_runtime.auth import static_keys as static_keys_module
 from appkit_runtime.auth.cache import LOCAL
@@ -23,7 +24,7 @@ from appkit_runtime.auth.static_keys import settings_table
 from appkit_runtime.errors import ConfigurationError
 from appkit_runtime.fastapi.authentication import AuthenticateKey
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
-from appkit_runtime.settings import RateLimit, StaticKeys, get_settings
+from appkit_runtime.settings import RateLimit, StaticKeys, get_settings, load_settings
 from appkit_runtime.tokens import ProjectToken
 from tests.conftest import REDIS_URL
 
@@ -84,8 +85,8 @@ def test_the_table_holds_digests_only_and_is_built_once_per_settings(static_keys
     table = settings_table(get_settings())
     assert set(table) == {hashlib.sha256(k.encode()).digest() for k in (PLAIN, HASHED)}
     assert settings_table(get_settings()) is table
-    get_settings.cache_clear()
-    assert settings_table(get_settings()) is not table
+    get_settings.cache_clear()  # read again from the same APPKIT_API_KEYS: the same table
+    assert settings_table(get_settings()) is table
 
 
 def test_plain_keys_are_refused_in_production(monkeypatch) -> None:
@@ -207,6 +208,17 @@ def counted_builds(monkeypatch, tmp_path) -> list[int]:
     return builds
 
 
+def test_settings_read_again_from_the_same_file_reuse_its_table(counted_builds, tmp_path) -> None:
+    # The production entry point checks the settings, then its worker loads them again.
+    first = load_settings().api_keys
+    assert load_settings().api_keys is first
+    assert counted_builds == [2000]
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps(_sha_entries(3)))  # a changed file is read again
+    assert len(load_settings().api_keys) == 3
+    assert counted_builds == [2000, 3]
+
+
 def test_concurrent_first_lookups_build_one_table(counted_builds) -> None:
     start = threading.Barrier(32)
     found: list[ProjectToken | None] = []
@@ -225,9 +237,13 @@ def test_concurrent_first_lookups_build_one_table(counted_builds) -> None:
     assert sorted(token.project_id for token in found) == sorted(f"p{n}" for n in range(32))
 
 
-async def test_the_lifespan_builds_the_table_before_the_first_requests(counted_builds) -> None:
+async def test_the_lifespan_builds_the_table_before_the_first_requests(
+    counted_builds, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = get_fastapi_app("keys-at-start")
-    get_settings.cache_clear()  # as a fresh worker process: nothing loaded yet
+    # As a fresh worker process: nothing loaded yet, no table built.
+    get_settings.cache_clear()
+    monkeypatch.setattr(settings_module, "_last_table", None)
     counted_builds.clear()
 
     @app.get("/items")

@@ -106,6 +106,12 @@ async def test_other_backends_gate_every_key_not_cached_valid(
     assert await waited(turns_taken, scope(("X-API-Key", rejected)))  # cached invalid
     assert not await waited(turns_taken, scope())
     assert len(turns_taken) == 2
+    # Its entry expired (APPKIT_AUTH_CACHE_TTL): still a key seen valid, looked up at once.
+    LOCAL.valid.put(key_digest(seen), ProjectToken("acme", "orders"), 1e-6)
+    await asyncio.sleep(0.001)
+    assert LOCAL.get(key_digest(seen)) is None
+    assert not await waited(turns_taken, scope(("X-API-Key", seen)))
+    assert len(turns_taken) == 2
 
 
 async def test_waiters_go_on_one_per_loop_turn_in_order() -> None:

@@ -48,6 +48,15 @@ def async_client(name: str, settings: Settings | None = None) -> async_redis.Red
     return client
 
 
+def async_client_entry(name: str, settings: Settings) -> tuple[Any, dict[Any, Any], str]:
+    """`async_client` for a caller that keeps the client: the client, the running loop's
+    map of clients and its key there. The kept client is still the one `async_client` gives
+    (on that loop, with those settings) while `clients.get(key) is client`: closing the
+    loop's pools empties the map."""
+    client = async_client(name, settings)
+    return client, _async_clients.current(), _client_keys[name][1]
+
+
 def sync_client(name: str) -> sync_redis.Redis:
     """The cached synchronous client of `name`, shared by all threads."""
     url, _ = get_settings().redis_url_for(name)

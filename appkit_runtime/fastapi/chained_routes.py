@@ -30,8 +30,11 @@ from starlette.types import ASGIApp
 from appkit_runtime.errors import RouteOrderError
 from appkit_runtime.fastapi.authentication import AuthDenied
 from appkit_runtime.fastapi.chain import ProtectedChain
+from appkit_runtime.fastapi.chain_plans import ChainPlan, ChainPlans
 from appkit_runtime.fastapi.key_gate import turn_queue
 from appkit_runtime.fastapi.route_order import declared_route, route_contexts
+from appkit_runtime.ratelimit.decision import DECISION_STATE
+from appkit_runtime.tokens import ProjectToken
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -40,6 +43,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _body_limit = getattr(fastapi.routing, "wrap_app_with_body_limit", None)
 _route_context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
 _NO_OVERRIDES = SimpleNamespace(dependency_overrides={})
+_UNDECIDED = (None, None)
 
 
 class ChainedHandler:
@@ -54,34 +58,55 @@ class ChainedHandler:
         self.declared = declared
         self.overrides_from = overrides_from if overrides_from is not None else _NO_OVERRIDES
         self.app: ASGIApp | None = None  # the route's app, once it serves through this
+        self.plans = ChainPlans(chain)
 
     async def __call__(self, request: Request) -> Response:
         if self.overrides_from.dependency_overrides:
             return await self.declared(request)
         chain = self.chain
-        try:
-            token, fields = await chain.before_endpoint(request)
-        except AuthDenied as denial:
-            if denial.status_code == 401:
-                # As the key gate does for unknown keys, before routing: a flood without a
-                # key (which the gate cannot tell from a public request) waits its turns too.
-                await turn_queue().wait_turn()
-            raise
+        scope = request.scope
+        planned = self.plans.spend(scope)
+        if planned is None:
+            try:
+                token, fields = await chain.before_endpoint(request)
+            except AuthDenied as denial:
+                if denial.status_code == 401:
+                    # As the key gate does for unknown keys, before routing: a flood without
+                    # a key (which the gate cannot tell from a public request) waits its
+                    # turns too.
+                    await turn_queue().wait_turn()
+                raise
+            plan = None
+            if scope["state"].get(DECISION_STATE, _UNDECIDED)[0] == "allowed":
+                self.plans.learn(scope, token)
+        else:
+            plan, fields = planned
+            token = plan.token
         try:
             response = await self.handler(request)
         except (RequestValidationError, HTTPException) as error:
             # Parameters or a body refused before the endpoint (422, 413) are not a job, as
             # when the chain ran in the solver, after them; an endpoint's own HTTPException is.
             if not _refused_before_endpoint(error):
-                chain.metrics.count(request, token)
+                self._count(request, token, plan)
             raise
         except BaseException:
-            chain.metrics.count(request, token)
+            self._count(request, token, plan)
             raise
-        chain.metrics.count(request, token)
+        if plan is None:
+            chain.metrics.count(request, token)
+        else:
+            plan.count_job(scope["method"])
         # Where FastAPI puts a dependency's sub-response headers: after the endpoint's own.
         response.raw_headers.extend(fields)
         return response
+
+    def _count(self, request: Request, token: ProjectToken, plan: ChainPlan | None) -> None:
+        """Count the job, through the plan when the fast path served the request."""
+        if plan is None:
+            self.chain.metrics.count(request, token)
+        else:
+            plan.count_job(request.scope["method"])
 
 
 def _refused_before_endpoint(error: Exception) -> bool:

@@ -35,14 +35,25 @@ def rate_limit_headers(result: RateLimitResult, style: str) -> dict[str, str]:
 def raw_rate_limit_headers(result: RateLimitResult, style: str) -> list[tuple[bytes, bytes]]:
     """The same fields as ASGI raw headers (lower-case latin-1 names), ready to append;
     formatted as bytes directly, with no dict of strings made first (every request)."""
+    return raw_header_fields(
+        style,
+        result.effective_max_requests,
+        result.effective_expiry_s,
+        result.remaining,
+        result.reset_seconds,
+    )
+
+
+def raw_header_fields(
+    style: str, limit: int, window: int, remaining: int, reset: int
+) -> list[tuple[bytes, bytes]]:
+    """`raw_rate_limit_headers` from the numbers themselves (the chain's fast path has no
+    result object to read them from)."""
     if style == "off":
         return []
-    limit = result.effective_max_requests
-    remaining = result.remaining
-    reset = result.reset_seconds
     raw: list[tuple[bytes, bytes]] = []
     if style != "legacy":
-        raw.append(_raw_policy(limit, result.effective_expiry_s))
+        raw.append(_raw_policy(limit, window))
         raw.append((b"ratelimit", b'"%s";r=%d;t=%d' % (_POLICY, remaining, reset)))
     if style != "draft":
         raw.append((b"ratelimit-limit", b"%d" % limit))

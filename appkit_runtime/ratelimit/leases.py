@@ -113,6 +113,28 @@ class LeaseTable:
             return None
         return lease.spend(cost, now)
 
+    def spend_in_place(
+        self, key: str, limit: RateLimit, cost: int, now: float, known: Lease | None
+    ) -> Lease | None:
+        """`spend` for the chain's fast path: the lease it spent from, left with the count
+        and deadline for the caller to format (no result object made); None whenever `spend`
+        would be. `known` is a lease the caller already found made for `limit`."""
+        lease = self._leases.get(key)
+        if lease is None or key in self._queues:
+            return None
+        if (
+            lease.left < cost
+            or now >= lease.deadline
+            or lease.generation != _generation
+            or (lease is not known and lease.limit != limit)
+        ):
+            return None
+        lease.left -= cost
+        spent = lease.counter - lease.left
+        if spent > lease.reported:
+            lease.reported = spent
+        return lease
+
     async def take(
         self, storage: AsyncRedisStorage, keys: Sequence[str], limit: RateLimit, cost: int
     ) -> RateLimitResult:

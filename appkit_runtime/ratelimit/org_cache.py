@@ -132,6 +132,32 @@ class OrgOverrideCache:
             self._load(client, snapshot.settings).add_done_callback(_log_failure)
         return snapshot.lookup(org_id, path)
 
+    def fixed_limit(
+        self, org_id: str, path: str, settings: Settings
+    ) -> tuple[Snapshot, RateLimit | None, float] | None:
+        """What `cached_limit` answers while it needs no read, for a caller that keeps the
+        answer: the copy it comes from, the override (or None) and until when (monotonic) it
+        stands; None when `cached_limit` would read or start a read now. The answer holds
+        while `answers_from(copy, now)` and `now` is before that time."""
+        snapshot = self._snapshot
+        now = time.monotonic()
+        if not self.answers_from(snapshot, now) or snapshot.settings is not settings:
+            return None
+        entry = snapshot.limits.get((org_id, path))
+        if entry is None or (entry[1] is not None and now >= entry[1]):
+            return snapshot, None, float("inf")
+        limit, expires_at = entry
+        return snapshot, limit, float("inf") if expires_at is None else expires_at
+
+    def answers_from(self, snapshot: Snapshot | None, now: float) -> bool:
+        """Whether `cached_limit` answers from `snapshot` at `now` with no read started: it
+        is still the copy, younger than half of `REFRESH_SECONDS`."""
+        return (
+            snapshot is not None
+            and snapshot is self._snapshot
+            and now - snapshot.loaded_at < REFRESH_SECONDS / 2
+        )
+
     async def refresh(self) -> None:
         """Read the copy again with the client this loop last used, if it has read one."""
         client = self._clients.current().get("client")

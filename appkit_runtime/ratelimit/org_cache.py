@@ -150,13 +150,19 @@ class OrgOverrideCache:
         return snapshot, limit, float("inf") if expires_at is None else expires_at
 
     def answers_from(self, snapshot: Snapshot | None, now: float) -> bool:
-        """Whether `cached_limit` answers from `snapshot` at `now` with no read started: it
-        is still the copy, younger than half of `REFRESH_SECONDS`."""
-        return (
-            snapshot is not None
-            and snapshot is self._snapshot
-            and now - snapshot.loaded_at < REFRESH_SECONDS / 2
-        )
+        """Whether `cached_limit` answers from `snapshot` at `now` without starting a read:
+        it is still the copy, younger than half of `REFRESH_SECONDS`, or younger than that
+        bound while this loop's read is already in flight (which `cached_limit` would only
+        find again)."""
+        if snapshot is None or snapshot is not self._snapshot:
+            return False
+        age = now - snapshot.loaded_at
+        if age < REFRESH_SECONDS / 2:
+            return True
+        if age >= REFRESH_SECONDS:
+            return False
+        task = self._loading.get(asyncio.get_running_loop())
+        return task is not None and not task.done()
 
     async def refresh(self) -> None:
         """Read the copy again with the client this loop last used, if it has read one."""

@@ -40,7 +40,8 @@ from appkit_runtime.redis_pools import async_client_entry
 from appkit_runtime.settings import RateLimit, Settings, get_settings
 from appkit_runtime.tokens import ProjectToken
 
-# Plans kept per route; past this many (keys churning) they are dropped and made again.
+# Plans kept per route; past this many (keys churning) they are dropped and made again. A
+# plan holds its token, loop and client: bounded here, and gone with the app.
 MAX_PLANS = 4096
 
 Fields = list[tuple[bytes, bytes]]

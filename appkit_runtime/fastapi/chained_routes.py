@@ -8,6 +8,11 @@ own dependant is left whole, so OpenAPI, the route-order check and `app.dependen
 see what was declared; while any override is set, requests take the route's declared handler,
 chain and overrides resolved by FastAPI as before.
 
+A request whose key is cached and whose project's quota lease covers it runs the chain
+synchronously, from a plan of what the chain resolved for its token on the route
+(`appkit_runtime.fastapi.chain_plans`), with the same answer; any other takes the chain's
+async path, which plans the next one.
+
 A route declared protected never runs without its chain: the chain is only ever taken out of
 the handler a `ChainedHandler` runs after it, and `check_chained_routes` refuses start-up when
 a route's chain changed after it was chained.

@@ -14,13 +14,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from appkit_runtime.errors import ConfigurationError, DatabaseUnavailable
+from appkit_runtime.fastapi.access_log import AccessLog
 from appkit_runtime.fastapi.authentication import AuthDenied, denied_response
-from appkit_runtime.fastapi.health import HealthRoutesMiddleware
 from appkit_runtime.fastapi.key_gate import UnknownKeyGate
-from appkit_runtime.fastapi.lifespan import Lifespan, StartupErrorMiddleware, runtime_lifespan
+from appkit_runtime.fastapi.lifespan import Lifespan, runtime_lifespan
 from appkit_runtime.fastapi.openapi import rate_limit_openapi
-from appkit_runtime.fastapi.request_context import RequestContextMiddleware
-from appkit_runtime.fastapi.request_metrics import RequestMetricsMiddleware
+from appkit_runtime.fastapi.runtime_middleware import RuntimeMiddleware
 from appkit_runtime.fastapi.tracing import instrument_tracing
 from appkit_runtime.log_config import configure_logging, json_access_line
 from appkit_runtime.request_context import REQUEST_ID_HEADER, current_request_id
@@ -52,15 +51,13 @@ def get_fastapi_app(
     app = FastAPI(lifespan=runtime_lifespan(lifespan), **fastapi_kwargs)
     app.state.appkit_databases = tuple(databases)
     rate_limit_openapi(app)
-    app.add_middleware(HealthRoutesMiddleware)
-    app.add_middleware(RequestMetricsMiddleware, service=settings.service_name)
     app.add_middleware(
-        RequestContextMiddleware,
-        access_log=settings.access_log,
-        json_line=json_access_line(),
+        RuntimeMiddleware,
+        service=settings.service_name,
+        state_owner=app,
+        access_log=AccessLog(json_access_line()) if settings.access_log else None,
         server_spans=server_spans,
     )
-    app.add_middleware(StartupErrorMiddleware, state_owner=app)
     # Outermost: a flood of unknown keys is queued before any per-request work is done.
     app.add_middleware(UnknownKeyGate)
     app.add_exception_handler(AuthDenied, denied_response)
@@ -82,7 +79,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> Res
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    """Starlette's plain 500, with the request's id (it is sent outside the id middleware)."""
+    """Starlette's plain 500, with the request's id (it is sent outside `RuntimeMiddleware`)."""
     request_id = current_request_id()
     headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
     return PlainTextResponse("Internal Server Error", status_code=500, headers=headers)

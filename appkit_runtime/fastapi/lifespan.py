@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Send
 
 from appkit_runtime.auth.http_authority import close_async_http_clients, close_http_authority
 from appkit_runtime.auth.static_keys import load_static_keys
@@ -69,26 +69,18 @@ async def _log_unready(app: FastAPI) -> None:
         logger.error("not ready at start-up, /readyz answers 503: %s", failing)
 
 
-class StartupErrorMiddleware:
-    """Report the runtime's own start-up refusals as their one line, not a traceback.
+def short_startup_failure(send: Send, state_owner: FastAPI) -> Send:
+    """`send` for the lifespan scope, reporting the runtime's own start-up refusals as their
+    one line, not a traceback.
 
     Starlette sends the traceback as the `lifespan.startup.failed` message, which servers
     print; a refusal the runtime raised on purpose replaces it with its message.
     """
 
-    def __init__(self, app: ASGIApp, *, state_owner: FastAPI) -> None:
-        self.app = app
-        self.state_owner = state_owner
+    async def send_short_failure(message: Message) -> None:
+        line = getattr(state_owner.state, "appkit_startup_error", None)
+        if message["type"] == "lifespan.startup.failed" and line:
+            message = {**message, "message": line}
+        await send(message)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_short_failure(message: Message) -> None:
-            line = getattr(self.state_owner.state, "appkit_startup_error", None)
-            if message["type"] == "lifespan.startup.failed" and line:
-                message = {**message, "message": line}
-            await send(message)
-
-        await self.app(scope, receive, send_short_failure)
+    return send_short_failure

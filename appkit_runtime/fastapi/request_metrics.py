@@ -1,22 +1,19 @@
 """Prometheus request count and latency, labelled by route template, never by raw path.
 
 Every request pays for this, so a response costs a dict lookup and three additions under a
-lock; the Prometheus families are built from those sums only when `/metrics` is scraped.
+lock (`RuntimeMiddleware` observes each at its response start); the Prometheus families are
+built from those sums only when `/metrics` is scraped.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from appkit_runtime.fastapi.route_template import route_template
 
 # Requests that matched no route share one label, so scanners cannot grow the series.
 UNMATCHED = "<unmatched>"
@@ -92,42 +89,3 @@ def _bound_text(bound: float) -> str:
 
 REQUEST_TIMINGS = RequestTimings()
 REGISTRY.register(REQUEST_TIMINGS)
-
-
-class RequestMetricsMiddleware:
-    """Pure ASGI middleware: counts each response and observes its latency."""
-
-    def __init__(self, app: ASGIApp, *, service: str) -> None:
-        self.app = app
-        self.service = service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        answered = False
-
-        def observe(status: int) -> None:
-            method = scope["method"]
-            REQUEST_TIMINGS.observe(
-                self.service,
-                route_template(scope, UNMATCHED),
-                method if method in METHODS else "OTHER",
-                status,
-                time.perf_counter() - started,
-            )
-
-        async def send_and_count(message: Message) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.start":
-                answered = True
-                observe(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_count)
-        except Exception:
-            if not answered:
-                observe(500)  # what Starlette's error middleware, outside this one, answers
-            raise

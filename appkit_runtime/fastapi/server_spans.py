@@ -1,4 +1,4 @@
-"""The server span of each request, opened and closed by `RequestContextMiddleware`.
+"""The server span of each request, opened and closed by `RuntimeMiddleware`.
 
 Imported only when tracing is on. OpenTelemetry's FastAPI instrumentation cost a protected
 request more than half its throughput in the bench (it matches every route again to name the
@@ -16,7 +16,6 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import Scope
 
-from appkit_runtime.fastapi.route_template import route_template
 from appkit_runtime.ratelimit.decision import DECISION_STATE
 
 
@@ -39,9 +38,9 @@ class ServerSpans:
         )
         return span, context.attach(trace.set_span_in_context(span))
 
-    def tag(self, span: Span, scope: Scope, status: int) -> None:
-        """At the response start: name by route template, status, project and decision."""
-        route = route_template(scope) or None
+    def tag(self, span: Span, scope: Scope, status: int, route: str | None) -> None:
+        """At the response start: name by route template (`route`, None when no route
+        matched), status, project and decision."""
         if route is not None:
             span.update_name(f"{scope['method']} {route}")
         state = scope["state"]

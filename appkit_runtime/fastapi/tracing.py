@@ -2,7 +2,7 @@
 
 One tracer provider per process, exporting through a `BatchSpanProcessor`: spans are queued
 in memory and sent by a background thread, so a collector that is down or hangs costs a
-request nothing (a full queue drops spans, never waits). `RequestContextMiddleware` opens each
+request nothing (a full queue drops spans, never waits). `RuntimeMiddleware` opens each
 request's server span (`server_spans`) and tags it with the project and the rate-limit
 decision; the runtime's own calls (key authority, Redis) are its children (`tracing`).
 """

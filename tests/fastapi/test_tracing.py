@@ -8,13 +8,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from opentelemetry.sdk import resources
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi import tracing as fastapi_tracing
@@ -306,3 +308,30 @@ def test_the_console_exporter_writes_to_stderr_not_to_the_logs_stdout(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     (exporter,) = fastapi_tracing._span_exporters()
     assert exporter.out is sys.stderr
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_spans_of_an_error_an_unmatched_path_and_a_probe(
+    finished_spans: InMemorySpanExporter,
+) -> None:
+    app = get_fastapi_app("span-edges-test")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            statuses = [(await client.get(path)).status_code for path in ("/boom", "/nowhere")]
+            assert (await client.get("/healthz")).status_code == 200
+
+    assert statuses == [500, 404]
+    servers = [s for s in finished_spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    # Raised before any response: no status or route was known, the error is the status.
+    assert [(s.name, dict(s.attributes or {})) for s in servers] == [
+        ("GET", {"http.request.method": "GET"}),
+        ("GET", {"http.request.method": "GET", "http.response.status_code": 404}),
+    ]
+    assert servers[0].status.status_code is StatusCode.ERROR
+    assert servers[0].status.description == "RuntimeError"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -103,7 +104,13 @@ class UnknownKeyGate:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine function: a request let on at once is the app's own awaitable, and
+        # this layer costs it a call, not a coroutine of its own.
         if scope["type"] == "http" and waits_turn(scope) and scope["path"] not in HEALTH_ROUTES:
-            await turn_queue().wait_turn()
+            return self._after_turn(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _after_turn(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await turn_queue().wait_turn()
         await self.app(scope, receive, send)

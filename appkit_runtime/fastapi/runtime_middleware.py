@@ -1,12 +1,14 @@
 """`RuntimeMiddleware`: the runtime's per-request work around a service, in one ASGI layer.
 
-Request id, server span, health routes, request metrics and the access line were each a
-middleware of their own: five layers and two `send` wrappers per request, the route template
-computed twice, about 16 µs of a public request's 55 in process. Here each is a plain call
-from one `__call__`, with one `send` wrapper and the template computed once, at the response
-start. Pure ASGI, not `BaseHTTPMiddleware`, whose task and stream per request cost a bare
-endpoint much of its throughput. `UnknownKeyGate` stays outside it, so that a flood of unknown
-keys waits its turn before any of this is done.
+Request id, server span, health routes, start-up refusals, request metrics and the access
+line were four middlewares behind the key gate: five coroutine layers and two `send` wrappers
+per request, the route template computed twice. Here each is a plain call from one
+`__call__`, with one `send` wrapper and the template computed once, at the response start;
+with the gate, a public request's CPU time over the same app without middleware went from
+12.6 to 9.1 µs in process (uvloop, medians of six runs). Pure ASGI, not `BaseHTTPMiddleware`,
+whose task and stream per request cost a bare endpoint much of its throughput.
+`UnknownKeyGate` stays outside it, so that a flood of unknown keys waits its turn before any
+of this is done.
 """
 
 from __future__ import annotations

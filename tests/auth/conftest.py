@@ -12,6 +12,7 @@ import pytest_asyncio
 from fastapi import Depends, FastAPI, Request
 
 from appkit_runtime.auth import redis_cache, reset_auth_caches
+from appkit_runtime.auth.http_authority import close_async_http_clients
 from appkit_runtime.fastapi.authentication import FastAPIAuthenticateBase
 from appkit_runtime.redis_pools import close_redis_connections
 from appkit_runtime.settings import get_settings
@@ -80,6 +81,7 @@ async def client_for() -> AsyncIterator[Callable[[FastAPIAuthenticateBase], http
     yield make
     for client in clients:
         await client.aclose()
+    await close_async_http_clients()  # what the lifespan these apps run without would do
 
 
 @pytest.fixture

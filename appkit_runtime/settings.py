@@ -167,7 +167,7 @@ _last_table: tuple[tuple[Any, ...], StaticKeys] | None = None
 
 def _key_source(text: str) -> tuple[Any, ...] | None:
     """What a table built from `text` depends on: the text, or the file it names as it is
-    now (path, inode, size, modification time); None when it names no file."""
+    now (path, inode, size, modification and change times); None when it names no file."""
     text = text.strip()
     if not text or text.startswith("["):
         return ("text", text)
@@ -176,7 +176,16 @@ def _key_source(text: str) -> tuple[Any, ...] | None:
         found = path.stat()
     except OSError:
         return None
-    return ("file", str(path.resolve()), found.st_ino, found.st_size, found.st_mtime_ns)
+    # The change time too: a file rewritten in place keeps its inode, and `cp -p` or `touch -r`
+    # can put its modification time back, but nothing sets the change time back.
+    return (
+        "file",
+        str(path.resolve()),
+        found.st_ino,
+        found.st_size,
+        found.st_mtime_ns,
+        found.st_ctime_ns,
+    )
 
 
 def _static_keys(value: Any) -> StaticKeys:

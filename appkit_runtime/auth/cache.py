@@ -48,10 +48,6 @@ class TTLCache:
             return entry
         return None
 
-    def holds(self, digest: bytes) -> bool:
-        """Whether an entry of `digest` is here, live or expired and not yet swept."""
-        return digest in self._entries
-
     def put(self, digest: bytes, token: ProjectToken | None, ttl: float) -> None:
         """Keep `token` (None: invalid key) for `ttl` seconds; a ttl of 0 or less keeps nothing."""
         with self._lock:
@@ -90,13 +86,23 @@ class TTLCache:
 
 
 class KeyCache:
-    """Valid keys and invalid keys in two `TTLCache`s, read as one."""
+    """Valid keys and invalid keys in two `TTLCache`s, read as one, and the digests of the
+    keys last found valid, kept after their entries expire (`seen_valid`)."""
 
-    __slots__ = ("valid", "invalid")
+    __slots__ = ("valid", "invalid", "_seen_valid", "_lock")
 
     def __init__(self) -> None:
         self.valid = TTLCache(name="valid")
         self.invalid = TTLCache(name="invalid")
+        # Digests only, oldest first, at most MAX_ENTRIES: the key gate lets a key whose
+        # entry expired go straight to its lookup instead of queueing with unknown keys.
+        self._seen_valid: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen_valid(self, digest: bytes) -> bool:
+        """Whether `digest` was among the last `MAX_ENTRIES` keys found valid and has not been
+        found invalid since."""
+        return digest in self._seen_valid
 
     def get(self, digest: bytes) -> Entry | None:
         """The live entry of `digest` in either cache, or None."""
@@ -110,16 +116,25 @@ class KeyCache:
         `APPKIT_AUTH_NEGATIVE_CACHE_MAX`, passed in since settings may change (tests)."""
         if token is None:
             self.valid.discard(digest)
+            with self._lock:
+                self._seen_valid.pop(digest, None)
             self.invalid.max_entries = max_invalid
             self.invalid.put(digest, None, ttl)
         else:
             self.invalid.discard(digest)
             self.valid.put(digest, token, ttl)
+            with self._lock:
+                self._seen_valid[digest] = None
+                self._seen_valid.move_to_end(digest)
+                if len(self._seen_valid) > MAX_ENTRIES:
+                    self._seen_valid.popitem(last=False)
 
     def clear(self) -> None:
         """Forget everything."""
         self.valid.clear()
         self.invalid.clear()
+        with self._lock:
+            self._seen_valid.clear()
 
     def __len__(self) -> int:
         return len(self.valid) + len(self.invalid)

@@ -56,9 +56,10 @@ class HttpAuthority:
         self.cache_ttl = cache_ttl
         self.negative_ttl = negative_ttl
         quiet_http_client_logs()
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout), limits=_LIMITS, follow_redirects=False
-        )
+        # Made on first use: FastAPI never needs it, and httpx refuses some environments
+        # (a SOCKS proxy without its extra) that the event loop's session does not.
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     def get_project_token(
         self,
@@ -72,7 +73,9 @@ class HttpAuthority:
         """Ask the service, blocking; see the module docstring for the contract."""
         payload = _payload(current_product, headers, key_token, kind, request_method, port)
         try:
-            response = self._client.post(self.url, json=payload, headers=_request_id_header())
+            response = self._blocking_client().post(
+                self.url, json=payload, headers=_request_id_header()
+            )
         except httpx.HTTPError as error:
             raise _unreachable(error) from None
         return self._answer(response.status_code, response.json)
@@ -125,9 +128,23 @@ class HttpAuthority:
         token = token_from_json(body)
         return token, checked_ttl(body.get("ttl", self.cache_ttl))
 
+    def _blocking_client(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    self._client = httpx.Client(
+                        timeout=httpx.Timeout(self.timeout), limits=_LIMITS, follow_redirects=False
+                    )
+                except ImportError as error:  # a proxy scheme whose httpx extra is missing
+                    raise AuthorityUnavailable(f"key authority unreachable ({error})") from None
+            return self._client
+
     def close(self) -> None:
-        """Close the synchronous client's pooled connections."""
-        self._client.close()
+        """Close the synchronous client's pooled connections, if it was made."""
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 def environment_proxy(url: str) -> str | None:

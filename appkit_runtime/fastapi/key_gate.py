@@ -52,7 +52,7 @@ def waits_turn(scope: Scope) -> bool:
     if not static_backend():
         # A key whose valid entry expired (APPKIT_AUTH_CACHE_TTL) is still a key this
         # process saw valid: it goes on to be looked up again rather than queue.
-        return not LOCAL.valid.holds(digest)
+        return not LOCAL.seen_valid(digest)
     return not well_formed(key) or static_keys.lookup(digest) is None
 
 

@@ -182,3 +182,14 @@ async def test_an_answer_too_large_for_a_token_is_503(service, client_for) -> No
     response = await client_for(AuthenticateKey()).get("/items", headers={"X-API-Key": "huge-key"})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+async def test_a_socks_proxy_makes_the_authority_unavailable_not_an_error(
+    service, client_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx refuses a SOCKS proxy without its extra when its client is made: FastAPI never
+    # makes it, and the event loop's session answers 503 when the proxy cannot be used.
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    response = await client_for(AuthenticateKey()).get("/items", headers={"X-API-Key": GOOD})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -217,6 +218,14 @@ def test_settings_read_again_from_the_same_file_reuse_its_table(counted_builds, 
     path.write_text(json.dumps(_sha_entries(3)))  # a changed file is read again
     assert len(load_settings().api_keys) == 3
     assert counted_builds == [2000, 3]
+    # Rewritten in place, same size, its modification time put back (`cp -p`): read again.
+    before = path.stat()
+    time.sleep(0.01)
+    path.write_text(path.read_text().replace('"p0"', '"q0"'))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert load_settings().api_keys is not None
+    assert counted_builds == [2000, 3, 3]
 
 
 def test_concurrent_first_lookups_build_one_table(counted_builds) -> None:

@@ -106,12 +106,17 @@ async def test_other_backends_gate_every_key_not_cached_valid(
     assert await waited(turns_taken, scope(("X-API-Key", rejected)))  # cached invalid
     assert not await waited(turns_taken, scope())
     assert len(turns_taken) == 2
-    # Its entry expired (APPKIT_AUTH_CACHE_TTL): still a key seen valid, looked up at once.
+    # Its entry expired (APPKIT_AUTH_CACHE_TTL) and was swept away by other keys' writes:
+    # still a key seen valid, looked up at once.
     LOCAL.valid.put(key_digest(seen), ProjectToken("acme", "orders"), 1e-6)
     await asyncio.sleep(0.001)
+    for n in range(20):
+        LOCAL.put(key_digest(f"ak_test_other_{n:04d}"), ProjectToken("a", "b"), 60, max_invalid=10)
     assert LOCAL.get(key_digest(seen)) is None
     assert not await waited(turns_taken, scope(("X-API-Key", seen)))
     assert len(turns_taken) == 2
+    LOCAL.put(key_digest(seen), None, 60, max_invalid=10)  # found invalid since: held again
+    assert await waited(turns_taken, scope(("X-API-Key", seen)))
 
 
 async def test_waiters_go_on_one_per_loop_turn_in_order() -> None:

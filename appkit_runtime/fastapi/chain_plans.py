@@ -33,8 +33,9 @@ from appkit_runtime.job_counts import JOB_COUNTS
 from appkit_runtime.ratelimit.decision import DECISION_STATE
 from appkit_runtime.ratelimit.headers import raw_header_fields
 from appkit_runtime.ratelimit.keys import rate_limit_keys
-from appkit_runtime.ratelimit.leases import Lease, LeaseTable, lease_table_for
+from appkit_runtime.ratelimit.leases import LeaseTable, lease_table_for
 from appkit_runtime.ratelimit.org_cache import ORG_OVERRIDES, Snapshot
+from appkit_runtime.ratelimit.results import remaining_requests, reset_seconds
 from appkit_runtime.ratelimit.storage import async_storage_for
 from appkit_runtime.redis_pools import async_client_entry
 from appkit_runtime.settings import RateLimit, Settings, get_settings
@@ -67,7 +68,6 @@ class ChainPlan:
     style: str
     job_labels: tuple[str, str]  # service and route; the method is the request's
     usage_cell: tuple[str, str, str, str]  # org, project, product, kind
-    lease: Lease | None = None  # the last lease spent from, known to be made for `limit`
 
     def count_job(self, method: str) -> None:
         """`AddJobToMetrics.count` with the labels resolved when the plan was made."""
@@ -116,13 +116,12 @@ class ChainPlans:
         now = monotonic()
         if now >= plan.until or not ORG_OVERRIDES.answers_from(plan.snapshot, now):
             return None
-        lease = plan.table.spend_in_place(plan.counter_key, plan.limit, plan.cost, now, plan.lease)
+        lease = plan.table.usable_lease(plan.counter_key, plan.limit, plan.cost, now)
         if lease is None:
             return None
-        plan.lease = lease
-        # As `Lease.spend` and `RateLimitResult.remaining`/`reset_seconds` compute them.
-        remaining = max(0, lease.max_requests - lease.reported)
-        reset = max(1, -(-max(1, int((lease.deadline - now) * 1000)) // 1000))
+        lease.take(plan.cost)
+        remaining = remaining_requests(lease.max_requests, lease.reported)
+        reset = reset_seconds(lease.ttl_ms(now))
         state = scope.setdefault("state", {})
         state["project_token"] = token
         state[DECISION_STATE] = ("allowed", remaining)

@@ -98,10 +98,7 @@ class ChainedHandler:
         except BaseException:
             self._count(request, token, plan)
             raise
-        if plan is None:
-            chain.metrics.count(request, token)
-        else:
-            plan.count_job(scope["method"])
+        self._count(request, token, plan)
         # Where FastAPI puts a dependency's sub-response headers: after the endpoint's own.
         response.raw_headers.extend(fields)
         return response

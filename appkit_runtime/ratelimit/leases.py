@@ -64,16 +64,27 @@ class Lease:
             and self.limit == limit
         )
 
-    def spend(self, cost: int, now: float) -> RateLimitResult:
-        """Spend `cost` permits; the result counts what is spent, not what is held.
+    def take(self, cost: int) -> None:
+        """Spend `cost` permits in place; `reported` counts what is spent, not what is held.
 
         The count never goes down within a window in this process, so neither does `r`
         between a client's requests: permits another process gives back lower the counter.
         """
         self.left -= cost
-        self.reported = max(self.reported, self.counter - self.left)
-        ttl_ms = max(1, int((self.deadline - now) * 1000))
-        return RateLimitResult(False, self.reported, ttl_ms, self.max_requests, self.expiry)
+        spent = self.counter - self.left
+        if spent > self.reported:
+            self.reported = spent
+
+    def ttl_ms(self, now: float) -> int:
+        """Milliseconds left in the lease's window, at least 1 (as Redis's PTTL would say)."""
+        return max(1, int((self.deadline - now) * 1000))
+
+    def spend(self, cost: int, now: float) -> RateLimitResult:
+        """Spend `cost` permits and say so as a limiter result."""
+        self.take(cost)
+        return RateLimitResult(
+            False, self.reported, self.ttl_ms(now), self.max_requests, self.expiry
+        )
 
 
 @dataclass(slots=True)
@@ -105,34 +116,15 @@ class LeaseTable:
     def spend(self, key: str, limit: RateLimit, cost: int) -> RateLimitResult | None:
         """Spend `cost` permits of the lease held for `key`, without awaiting; None when the
         lease cannot serve them now (none held, spent, expired, or a lease call in flight)."""
-        lease = self._leases.get(key)
-        if lease is None or key in self._queues:
-            return None
         now = time.monotonic()
-        if not lease.usable(limit, cost, now):
-            return None
-        return lease.spend(cost, now)
+        lease = self.usable_lease(key, limit, cost, now)
+        return None if lease is None else lease.spend(cost, now)
 
-    def spend_in_place(
-        self, key: str, limit: RateLimit, cost: int, now: float, known: Lease | None
-    ) -> Lease | None:
-        """`spend` for the chain's fast path: the lease it spent from, left with the count
-        and deadline for the caller to format (no result object made); None whenever `spend`
-        would be. `known` is a lease the caller already found made for `limit`."""
+    def usable_lease(self, key: str, limit: RateLimit, cost: int, now: float) -> Lease | None:
+        """The lease held for `key` if it can serve `cost` permits of `limit` at `now`."""
         lease = self._leases.get(key)
-        if lease is None or key in self._queues:
+        if lease is None or key in self._queues or not lease.usable(limit, cost, now):
             return None
-        if (
-            lease.left < cost
-            or now >= lease.deadline
-            or lease.generation != _generation
-            or (lease is not known and lease.limit != limit)
-        ):
-            return None
-        lease.left -= cost
-        spent = lease.counter - lease.left
-        if spent > lease.reported:
-            lease.reported = spent
         return lease
 
     async def take(

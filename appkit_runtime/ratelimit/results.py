@@ -24,12 +24,22 @@ class RateLimitResult:
     @property
     def remaining(self) -> int:
         """Requests left in the current window."""
-        return max(0, self.effective_max_requests - self.request_count)
+        return remaining_requests(self.effective_max_requests, self.request_count)
 
     @property
     def reset_seconds(self) -> int:
         """Whole seconds until the window resets, at least 1 (Redis's PTTL, rounded up)."""
-        return max(1, -(-self.ttl_ms // 1000))
+        return reset_seconds(self.ttl_ms)
+
+
+def remaining_requests(max_requests: int, count: int) -> int:
+    """Requests left in a window of `max_requests` after `count`."""
+    return max(0, max_requests - count)
+
+
+def reset_seconds(ttl_ms: int) -> int:
+    """Whole seconds in `ttl_ms`, rounded up, at least 1."""
+    return max(1, -(-ttl_ms // 1000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,9 +73,18 @@ def configure_logging(settings: Settings) -> None:
     Under `APPKIT_ENV=test` nothing changes unless `APPKIT_LOG_FORMAT` is set, so pytest's
     own log capture stays in charge of the test process.
     """
-    if settings.env == "test" and settings.log_format is None:
+    style = settings.installed_log_style
+    if style is None:
         return
-    style = settings.log_style
+    install_log_handler(style, settings.log_level)
+    uvicorn_access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+
+
+def install_log_handler(style: str, level: str) -> None:
+    """Install (or replace) the runtime's `style` handler on the root logger, at `level`,
+    with uvicorn's loggers routed through it (also the span exporter process's logging)."""
     # JSON lines go to stdout, where collectors read a container's events; text stays on
     # stderr, where Python and uvicorn write a developer's console logs.
     handler = logging.StreamHandler(sys.stdout if style == "json" else sys.stderr)
@@ -84,12 +93,12 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(log_formatter(style))
     # On the handler too: records that loggers with levels of their own let through (uvicorn
     # sets its loggers to its `--log-level`, INFO by default) reach it by propagation.
-    handler.setLevel(settings.log_level)
+    handler.setLevel(level)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(settings.log_level)
+    root.setLevel(level)
     # The logging HOWTO's optimisations: no caller frame walk, thread or process lookups per
     # record (neither format shows them); about a third of the access line's cost.
     logging._srcfile = None
@@ -100,6 +109,3 @@ def configure_logging(settings: Settings) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-    uvicorn_access = logging.getLogger(UVICORN_ACCESS_LOGGER)
-    uvicorn_access.handlers.clear()
-    uvicorn_access.propagate = False

@@ -368,6 +368,12 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         default=True, description="one access line per request (`false`: none)"
     )
+    trace_export: Literal["process", "thread"] = Field(
+        default="process",
+        description="with tracing on, where spans are encoded and sent: `process`, a child "
+        "process per server process (off the requests' CPU); `thread`, the SDK's background "
+        "thread in the server process",
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -386,7 +392,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is neither an IP address nor a network") from None
         return value
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "trace_export", mode="before")
     @classmethod
     def _lower_case(cls, value: Any) -> Any:
         return (value.strip().lower() or None) if isinstance(value, str) else value
@@ -465,6 +471,14 @@ class Settings(BaseSettings):
         if self.log_format is not None:
             return self.log_format
         return "json" if self.env == "production" else "text"
+
+    @property
+    def installed_log_style(self) -> Literal["json", "text"] | None:
+        """The handler style the runtime installs; None under `APPKIT_ENV=test` without
+        `APPKIT_LOG_FORMAT`, where pytest's own log capture stays in charge."""
+        if self.env == "test" and self.log_format is None:
+            return None
+        return self.log_style
 
     @property
     def embedded_database_url(self) -> str:

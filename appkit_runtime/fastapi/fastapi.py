@@ -44,7 +44,7 @@ def get_fastapi_app(
     try:
         settings = use_service_name(name)
         configure_logging(settings)
-        server_spans = instrument_tracing(settings.service_name)
+        server_spans = instrument_tracing(settings)
     except ConfigurationError as error:
         raise SystemExit(f"appkit: {error}") from None
     fastapi_kwargs.setdefault("title", name)

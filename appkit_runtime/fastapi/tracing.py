@@ -1,8 +1,9 @@
 """OpenTelemetry for a FastAPI app, when the OTEL variables ask for it and the `otel` extra is in.
 
 One tracer provider per process, exporting through a `BatchSpanProcessor`: spans are queued
-in memory and sent by a background thread, so a collector that is down or hangs costs a
-request nothing (a full queue drops spans, never waits). `RuntimeMiddleware` opens each
+in memory and handed on by a background thread, to a child process that encodes and sends
+them (`span_export_process`), so a collector that is down or hangs costs a request nothing
+(a full queue drops spans, never waits). `RuntimeMiddleware` opens each
 request's server span (`server_spans`) and tags it with the project and the rate-limit
 decision; the runtime's own calls (key authority, Redis) are its children (`tracing`).
 """
@@ -14,6 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from appkit_runtime.settings import Settings
 from appkit_runtime.tracing import tracing_requested, use_tracer
 from appkit_runtime.tracing_settings import check_otel_variables, trace_exporters, trace_protocol
 
@@ -25,7 +27,7 @@ logger = logging.getLogger("appkit_runtime")
 _provider: Any = None
 
 
-def instrument_tracing(service_name: str) -> ServerSpans | None:
+def instrument_tracing(settings: Settings) -> ServerSpans | None:
     """The server-span hooks when the OTEL variables ask for traces, else None.
 
     None (and nothing imported) when they do not ask, or when the `otel` extra is missing
@@ -38,7 +40,7 @@ def instrument_tracing(service_name: str) -> ServerSpans | None:
     try:
         from appkit_runtime.fastapi.server_spans import ServerSpans
 
-        provider = _tracer_provider(service_name)
+        provider = _tracer_provider(settings)
     except ImportError:
         logger.warning(
             "OTEL variables are set but the otel extra is not installed, so no traces: "
@@ -50,8 +52,9 @@ def instrument_tracing(service_name: str) -> ServerSpans | None:
     return ServerSpans(tracer)
 
 
-def _tracer_provider(service_name: str) -> Any:
-    """The process's provider (made once): `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`."""
+def _tracer_provider(settings: Settings) -> Any:
+    """The process's provider (made once): `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`;
+    spans exported from a child process unless `APPKIT_TRACE_EXPORT=thread`."""
     global _provider
     if _provider is None:
         from opentelemetry.sdk.trace import TracerProvider
@@ -59,9 +62,11 @@ def _tracer_provider(service_name: str) -> Any:
 
         from appkit_runtime.fastapi.span_resource import service_resource
 
-        name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-        provider = TracerProvider(resource=service_resource(name))
-        for exporter in _span_exporters():
+        name = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
+        resource = service_resource(name)
+        provider = TracerProvider(resource=resource)
+        exporters = batch_exporters(settings, resource)
+        for exporter in exporters:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         # Not made the global provider: FastAPI's own telemetry (0.16x) and other
         # instrumentations would then trace every request a second time, several spans each.
@@ -69,7 +74,17 @@ def _tracer_provider(service_name: str) -> Any:
     return _provider
 
 
-def _span_exporters() -> list[Any]:
+def batch_exporters(settings: Settings, resource: Any) -> list[Any]:
+    """What the batch processor hands spans to: the child process that exports them
+    (`APPKIT_TRACE_EXPORT=process`), or the SDK's exporters in this process (`thread`)."""
+    if settings.trace_export == "thread":
+        return span_exporters()
+    from appkit_runtime.fastapi.span_export_process import ProcessSpanExporter
+
+    return [ProcessSpanExporter(resource, settings.installed_log_style, settings.log_level)]
+
+
+def span_exporters() -> list[Any]:
     """Those `OTEL_TRACES_EXPORTER` names: `console`, or OTLP over HTTP/protobuf (the default)
     or gRPC as `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says; endpoints and timeouts from the
     variables."""

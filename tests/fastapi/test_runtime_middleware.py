@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 import httpx
@@ -28,6 +29,19 @@ def test_a_new_request_id_is_a_uuid4_hex() -> None:
         parsed = uuid.UUID(hex=request_id)
         assert parsed.hex == request_id
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+
+
+def test_a_forked_worker_does_not_repeat_its_parents_ids() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: its next id, then gone
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    workers = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert len(workers) == 32 and workers != new_request_id()
 
 
 @pytest.mark.usefixtures("real_redis")

@@ -14,14 +14,17 @@ from asgi_lifespan import LifespanManager
 from opentelemetry.sdk import resources
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from pydantic import ValidationError
 
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi import tracing as fastapi_tracing
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
+from appkit_runtime.fastapi.span_export_process import ProcessSpanExporter
 from appkit_runtime.fastapi.span_resource import service_resource
+from appkit_runtime.settings import Settings
 from appkit_runtime.tracing import tracing_requested, use_tracer
 from appkit_runtime.tracing_settings import check_otel_variables
 from tests.fastapi.test_fastapi import client_for
@@ -52,7 +55,8 @@ from appkit_runtime.fastapi.fastapi import get_fastapi_app
 get_fastapi_app("probe", databases=())
 print(sorted(m for m in sys.modules
              if m.startswith(("opentelemetry.sdk.trace", "opentelemetry.exporter"))
-             or m == "appkit_runtime.fastapi.server_spans"))
+             or m in ("appkit_runtime.fastapi.server_spans",
+                      "appkit_runtime.fastapi.span_export_process")))
 """
 
 
@@ -73,7 +77,9 @@ def test_the_sdk_is_imported_only_when_asked_for(
     assert ("appkit_runtime.fastapi.server_spans" in modules) is loaded
     # (redis-py itself may import the SDK's metrics when it is installed; not its traces.)
     assert any(m.startswith("opentelemetry.sdk.trace") for m in modules) is loaded
-    assert any(m.startswith("opentelemetry.exporter") for m in modules) is loaded
+    # The OTLP exporter runs in the child process that exports; the server never imports it.
+    assert ("appkit_runtime.fastapi.span_export_process" in modules) is loaded
+    assert not any(m.startswith("opentelemetry.exporter") for m in modules)
 
 
 @pytest.fixture
@@ -306,8 +312,22 @@ def test_the_console_exporter_writes_to_stderr_not_to_the_logs_stdout(
     import sys
 
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    (exporter,) = fastapi_tracing._span_exporters()
+    (exporter,) = fastapi_tracing.span_exporters()
     assert exporter.out is sys.stderr
+
+
+def test_spans_leave_through_a_child_process_unless_thread_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    resource = service_resource("svc")
+    (default,) = fastapi_tracing.batch_exporters(Settings(), resource)
+    assert isinstance(default, ProcessSpanExporter)
+    (threaded,) = fastapi_tracing.batch_exporters(Settings(trace_export="thread"), resource)
+    assert isinstance(threaded, ConsoleSpanExporter)
+    monkeypatch.setenv("APPKIT_TRACE_EXPORT", "Threads")
+    with pytest.raises(ValidationError, match="trace_export"):
+        Settings()
 
 
 @pytest.mark.usefixtures("real_redis")

@@ -12,11 +12,9 @@ import json
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import pytest
 from tests.auth.authority_server import AuthService
 from tests.conftest import REDIS_URL, free_port
 from tests.helpers import ServiceVenv, service_environ
+from tests.otlp_receiver import Receiver
 from tests.template.test_service import wait_until_listening
 
 MARKER = "Zq9MARKERq9Z"
@@ -223,56 +222,6 @@ def test_monitor_mode_logs_would_limit(
     decisions = [(line["ratelimit"], line["status"]) for line in access_lines(stdout)]
     assert decisions == [("allowed", 200), ("allowed", 200), ("would_limit", 200)]
     assert MARKER not in stdout + stderr
-
-
-class Receiver(ThreadingHTTPServer):
-    """An OTLP/HTTP receiver on loopback: keeps every body POSTed to /v1/traces."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.bodies: list[bytes] = []
-        self.thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def spans(self) -> list[Any]:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        found = []
-        for body in list(self.bodies):
-            export = ExportTraceServiceRequest()
-            export.ParseFromString(body)
-            for resource_spans in export.resource_spans:
-                for scope_spans in resource_spans.scope_spans:
-                    found.extend((resource_spans.resource, s) for s in scope_spans.spans)
-        return found
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path == "/v1/traces":
-            self.server.bodies.append(body)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
 
 
 def attributes(span: Any) -> dict[str, Any]:

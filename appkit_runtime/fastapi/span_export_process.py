@@ -118,11 +118,14 @@ class ProcessSpanExporter(SpanExporter):
         payload = pickle.dumps([span_record(span) for span in spans], pickle.HIGHEST_PROTOCOL)
         try:
             _write_frame(self._running_child(), payload, time.monotonic() + WRITE_SECONDS)
-        except TimeoutError:
+        except PipeStalled as stalled:
             self._dropped += len(spans)
             logger.warning(
                 "span exporter process is not keeping up; %d spans dropped so far", self._dropped
             )
+            if stalled.torn:
+                # Part of the frame went in: what the child reads next is no longer a frame.
+                self._stop_child()
             return SpanExportResult.FAILURE
         except OSError as error:
             logger.warning("span exporter process is gone (%s); a new one starts next", error)
@@ -144,6 +147,14 @@ class ProcessSpanExporter(SpanExporter):
         try:
             child.wait(EXIT_SECONDS)
         except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+    def _stop_child(self) -> None:
+        """Kill the current child (its spans are lost) and forget it."""
+        child = self._child
+        self._let_go()
+        if child is not None:
             child.kill()
             child.wait()
 
@@ -176,14 +187,23 @@ class ProcessSpanExporter(SpanExporter):
                 child.poll()  # reaped, if it has exited
 
 
+class PipeStalled(TimeoutError):
+    """The child read nothing for `WRITE_SECONDS`; `torn` when part of the frame went in."""
+
+    def __init__(self, torn: bool) -> None:
+        super().__init__("span exporter process stopped reading")
+        self.torn = torn
+
+
 def _write_frame(pipe: IO[bytes], payload: bytes, deadline: float) -> None:
     """Write `payload` with its length in front to the non-blocking `pipe` by `deadline`."""
-    data = memoryview(_LENGTH.pack(len(payload)) + payload)
+    frame = _LENGTH.pack(len(payload)) + payload
+    data = memoryview(frame)
     descriptor = pipe.fileno()
     while data:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([], [descriptor], [], left)[1]:
-            raise TimeoutError
+            raise PipeStalled(torn=len(data) < len(frame))
         try:
             data = data[os.write(descriptor, data) :]
         except BlockingIOError:

@@ -392,10 +392,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is neither an IP address nor a network") from None
         return value
 
-    @field_validator("log_format", "trace_export", mode="before")
+    @field_validator("log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: Any) -> Any:
         return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    @field_validator("trace_export", mode="before")
+    @classmethod
+    def _export_default(cls, value: Any) -> Any:
+        return (value.strip().lower() or "process") if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

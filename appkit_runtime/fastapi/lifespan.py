@@ -17,6 +17,7 @@ from appkit_runtime.errors import AppkitError
 from appkit_runtime.fastapi.chained_routes import chain_routes, check_chained_routes
 from appkit_runtime.fastapi.health import readiness_checks
 from appkit_runtime.fastapi.route_order import check_route_order
+from appkit_runtime.fastapi.tracing import flush_traces
 from appkit_runtime.frozen_heap import frozen_startup_heap
 from appkit_runtime.ratelimit.org_cache import org_override_refresher
 from appkit_runtime.redis_pools import close_redis_connections
@@ -57,6 +58,8 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
             await dispose_engines()
             await close_async_http_clients()
             close_http_authority()
+            # Last: the usage flush above made spans of its own.
+            await flush_traces()
 
     return lifespan
 

@@ -40,7 +40,7 @@ _LENGTH = struct.Struct(">I")
 # How long a batch may wait for room in the pipe (a child stuck on a hanging collector)
 # before it is dropped, and how long shutdown waits for the child to send what it has.
 WRITE_SECONDS = 5.0
-EXIT_SECONDS = 5.0
+EXIT_SECONDS = 3.0
 
 # One span as plain values: name, context, parent, kind, times, attributes, events, links,
 # status and scope. The dropped-item counts are not carried: every one of the runtime's spans
@@ -239,7 +239,16 @@ def main() -> None:
         install_log_handler(log_style, log_level)
     resource = OnceHashedResource(attributes, schema_url)
     exporters = span_exporters()
+    parent = os.getppid()
+    orphaned_until = None
     while (frame := _read_frame(stream)) is not None:
+        # A parent killed outright (SIGKILL, or SIGTERM without its lifespan's end) leaves
+        # the frames it wrote: send them, but give up after `EXIT_SECONDS` (a collector that
+        # is down would otherwise keep an orphan retrying each one for many seconds).
+        if os.getppid() != parent:
+            orphaned_until = orphaned_until or time.monotonic() + EXIT_SECONDS
+            if time.monotonic() > orphaned_until:
+                break
         spans = [readable_span(record, resource) for record in pickle.loads(frame)]
         for exporter in exporters:
             exporter.export(spans)

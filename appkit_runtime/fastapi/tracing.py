@@ -10,9 +10,11 @@ decision; the runtime's own calls (key authority, Redis) are its children (`trac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from appkit_runtime.settings import Settings
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("appkit_runtime")
 
 _provider: Any = None
+# The exporter processes' parent ends, closed at shutdown.
+_process_exporters: list[Any] = []
+# How long shutdown waits for the queued spans to reach the exporter process and for it to
+# send them (`span_export_process.EXIT_SECONDS` of it).
+FLUSH_SECONDS = 5.0
 
 
 def instrument_tracing(settings: Settings) -> ServerSpans | None:
@@ -81,7 +88,9 @@ def batch_exporters(settings: Settings, resource: Any) -> list[Any]:
         return span_exporters()
     from appkit_runtime.fastapi.span_export_process import ProcessSpanExporter
 
-    return [ProcessSpanExporter(resource, settings.installed_log_style, settings.log_level)]
+    exporter = ProcessSpanExporter(resource, settings.installed_log_style, settings.log_level)
+    _process_exporters.append(exporter)
+    return [exporter]
 
 
 def span_exporters() -> list[Any]:
@@ -106,3 +115,29 @@ def span_exporters() -> list[Any]:
 
             exporters.append(OTLPSpanExporter())
     return exporters
+
+
+async def flush_traces(seconds: float = FLUSH_SECONDS) -> None:
+    """At the lifespan's end: export the spans still queued and let each exporter process
+    send them and exit, waiting at most `seconds`.
+
+    uvicorn re-raises SIGTERM once it has shut down, so the process ends without running its
+    exit handlers, the SDK's flush among them; without this, `docker stop` lost every span
+    still queued and left the exporter process to retry alone.
+    """
+    provider = _provider
+    if provider is None:
+        return
+    done = threading.Event()
+
+    def flush() -> None:
+        try:
+            provider.force_flush()
+            for exporter in _process_exporters:
+                exporter.shutdown()  # the next batch, if any, starts a new process
+        finally:
+            done.set()
+
+    # A daemon thread: a collector that hangs must not hold the shutdown past `seconds`.
+    threading.Thread(target=flush, name="appkit-trace-flush", daemon=True).start()
+    await asyncio.to_thread(done.wait, seconds)

@@ -8,7 +8,9 @@ import signal
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 pytest.importorskip("opentelemetry.sdk")
 
@@ -21,12 +23,15 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from appkit_runtime.fastapi import span_export_process
+from appkit_runtime.fastapi import tracing as fastapi_tracing
+from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.fastapi.span_export_process import (
     ProcessSpanExporter,
     readable_span,
     span_record,
 )
 from appkit_runtime.fastapi.span_resource import service_resource
+from appkit_runtime.tracing import use_tracer
 from tests.otlp_receiver import Receiver
 
 RESOURCE = service_resource("svc-spans")
@@ -175,3 +180,34 @@ def test_shutdown_gives_a_stuck_child_a_bounded_time(
 
     assert time.monotonic() - started < 2.0
     assert child.poll() == -signal.SIGKILL
+
+
+async def test_the_lifespans_end_sends_the_queued_spans_and_stops_the_child(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """uvicorn re-raises SIGTERM after shutting down, so exit handlers never run: the
+    lifespan's end is the one place left to send what is queued."""
+    monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # nothing leaves on its own
+    monkeypatch.setattr(fastapi_tracing, "_provider", None)
+    monkeypatch.setattr(fastapi_tracing, "_process_exporters", [])
+    app = get_fastapi_app("flushed", databases=())
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                statuses = [(await client.get("/ping")).status_code for _ in range(3)]
+            assert receiver.spans() == []
+            (exporter,) = fastapi_tracing._process_exporters
+        # Checked before the provider's own shutdown below, which would flush them too.
+        assert statuses == [200] * 3
+        assert [s.name for _, s in receiver.spans()].count("GET /ping") == 3
+        assert exporter._child is None  # closed; a next batch would start a new one
+    finally:
+        use_tracer(None)
+        fastapi_tracing._provider.shutdown()

@@ -325,6 +325,8 @@ def test_spans_leave_through_a_child_process_unless_thread_is_asked(
     assert isinstance(default, ProcessSpanExporter)
     (threaded,) = fastapi_tracing.batch_exporters(Settings(trace_export="thread"), resource)
     assert isinstance(threaded, ConsoleSpanExporter)
+    monkeypatch.setenv("APPKIT_TRACE_EXPORT", " ")  # set but empty: the default
+    assert Settings().trace_export == "process"
     monkeypatch.setenv("APPKIT_TRACE_EXPORT", "Threads")
     with pytest.raises(ValidationError, match="trace_export"):
         Settings()

@@ -224,6 +224,20 @@ def test_monitor_mode_logs_would_limit(
     assert MARKER not in stdout + stderr
 
 
+def exporter_processes(endpoint: str) -> list[int]:
+    """Span exporter processes still running that export to `endpoint`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"span_export_process" in (proc / "cmdline").read_bytes() and (
+                endpoint.encode() in (proc / "environ").read_bytes()
+            ):
+                found.append(int(proc.name))
+        except OSError:  # not a process, or gone meanwhile
+            continue
+    return found
+
+
 def attributes(span: Any) -> dict[str, Any]:
     values = {}
     for attribute in span.attributes:
@@ -241,7 +255,8 @@ def test_traces_reach_an_otlp_receiver_with_the_chain_and_no_key(
         authority,
         tmp_path,
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_BSP_SCHEDULE_DELAY="100",
+        # No batch leaves on its own during the test: what arrives, SIGTERM's shutdown sent.
+        OTEL_BSP_SCHEDULE_DELAY="60000",
     )
     served = Served(service_venv, observed_service, env)
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
@@ -253,8 +268,11 @@ def test_traces_reach_an_otlp_receiver_with_the_chain_and_no_key(
         )
         time.sleep(1.0)  # one usage flush (every 0.5 s) has run
     finally:
-        stdout, stderr = served.stop()  # the provider's exit flush sends what is left
+        stdout, stderr = served.stop()  # SIGTERM: the lifespan's end flushes the spans
         receiver.stop()
+
+    # The span exporter process, started by the shutdown's flush, left with the server.
+    assert exporter_processes(receiver.endpoint) == []
 
     assert [a.status_code for a in answers] == [200, 200, 429, 401, 403, 503], stderr
     spans = receiver.spans()

@@ -226,8 +226,9 @@ def main() -> None:
     from appkit_runtime.fastapi.tracing import span_exporters
     from appkit_runtime.log_config import install_log_handler
 
+    parent = os.getppid()
     # The parent's end of the pipe decides when this ends: a Ctrl-C or a SIGTERM sent to the
-    # whole process group must not lose the spans the parent still flushes at its exit.
+    # whole process group must not lose the spans the parent still flushes as it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stream = sys.stdin.buffer
@@ -239,7 +240,6 @@ def main() -> None:
         install_log_handler(log_style, log_level)
     resource = OnceHashedResource(attributes, schema_url)
     exporters = span_exporters()
-    parent = os.getppid()
     orphaned_until = None
     while (frame := _read_frame(stream)) is not None:
         # A parent killed outright (SIGKILL, or SIGTERM without its lifespan's end) leaves

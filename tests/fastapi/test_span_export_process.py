@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -211,3 +214,55 @@ async def test_the_lifespans_end_sends_the_queued_spans_and_stops_the_child(
     finally:
         use_tracer(None)
         fastapi_tracing._provider.shutdown()
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (an exited process its new parent has not reaped yet does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+ORPHANING_PARENT = """
+import os, sys
+from appkit_runtime.fastapi.span_export_process import ProcessSpanExporter
+from appkit_runtime.fastapi.span_resource import service_resource
+from tests.fastapi.test_span_export_process import made_spans
+exporter = ProcessSpanExporter(service_resource("svc-orphan"), None, "INFO")
+spans = made_spans()
+for _ in range(30):
+    exporter.export(spans)
+print(exporter._child.pid, flush=True)
+os._exit(0)  # as if killed: no shutdown, the frames left in the pipe
+"""
+
+
+def test_an_orphaned_child_gives_up_within_seconds(tmp_path) -> None:
+    """Its server killed outright and the collector down, the child would otherwise retry
+    each frame left in the pipe for the exporter's whole timeout."""
+    refused = Receiver()
+    refused.stop()  # a port nobody listens on now
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": refused.endpoint,
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    env.pop("OTEL_TRACES_EXPORTER", None)
+    done = subprocess.run(
+        [sys.executable, "-c", ORPHANING_PARENT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    child = int(done.stdout)
+    started = time.monotonic()
+    while running(child) and time.monotonic() - started < 20:
+        time.sleep(0.1)
+    # 30 frames at up to 1 s each without the limit; 3 s and the frame in hand with it.
+    assert time.monotonic() - started < 8, "the orphaned exporter process is still running"

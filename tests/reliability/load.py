@@ -51,7 +51,8 @@ class Load:
                     reply = await connection.get(path, key)
                     self.replies.append((self.phase, path, reply))
                     self._arrived.set()
-                    if reply is None:
+                    # A `Connection: close` reply (a server shutting down) closed it too.
+                    if reply is None or connection.closed:
                         break
             finally:
                 await connection.close()

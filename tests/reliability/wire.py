@@ -36,6 +36,11 @@ class Connection:
         self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
         return self
 
+    @property
+    def closed(self) -> bool:
+        """Whether this side closed it (the server gone, or its `Connection: close`)."""
+        return self._writer is None
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

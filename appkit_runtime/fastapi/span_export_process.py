@@ -1,16 +1,16 @@
 """Spans encoded and sent by a child process, so the server's own CPU serves requests.
 
 The OTLP encoder builds a protobuf message for every span and attribute: 31 to 53 µs a span
-on the bench machine, on the batch processor's thread but under the server's GIL, which took
-more than a third of a traced request's added cost. Here the batch processor hands each batch
-to `ProcessSpanExporter`, which writes the spans' fields, pickled (about 2 µs a span), down a
-pipe to one child process per server process; the child (`python -m` this module) rebuilds
-them as the SDK's `ReadableSpan`s and exports them with the exporters the OTEL variables name,
-as the server would have. The pipe only ever joins a process to the child it started.
+on the bench machine, under the server's GIL when it runs in the server. Here the span queue
+hands each batch of records (`span_recorder.SpanRecord`) to `ExportProcess`, which writes them,
+pickled, down a pipe to one child process per server process; the child (`python -m` this
+module) rebuilds them as the SDK's `ReadableSpan`s, applying the span limits the OTEL
+variables set, and exports them with the exporters those variables name. The pipe only ever
+joins a process to the child it started.
 
 A child that dies is started again at the next batch; a child that cannot keep up (a
-collector that hangs) fills the pipe, then the batch processor's queue, which drops spans and
-never makes a request wait.
+collector that hangs) fills the pipe, then the span queue, which drops spans and never makes
+a request wait.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
+
+from appkit_runtime.fastapi.span_recorder import ContextFields, SpanRecord
 
 logger = logging.getLogger("appkit_runtime")
 
@@ -42,20 +45,8 @@ _LENGTH = struct.Struct(">I")
 WRITE_SECONDS = 5.0
 EXIT_SECONDS = 3.0
 
-# One span as plain values: name, context, parent, kind, times, attributes, events, links,
-# status and scope. The dropped-item counts are not carried: every one of the runtime's spans
-# stays far under the SDK's limits.
-SpanRecord = tuple[Any, ...]
 
-
-def _context(context: SpanContext | None) -> tuple[int, int, bool, int, tuple[Any, ...]] | None:
-    if context is None:
-        return None
-    state = tuple(context.trace_state.items()) if context.trace_state else ()
-    return (context.trace_id, context.span_id, context.is_remote, context.trace_flags, state)
-
-
-def _span_context(fields: tuple[int, int, bool, int, tuple[Any, ...]] | None) -> SpanContext | None:
+def _span_context(fields: ContextFields | None) -> SpanContext | None:
     if fields is None:
         return None
     trace_id, span_id, is_remote, flags, state = fields
@@ -64,37 +55,45 @@ def _span_context(fields: tuple[int, int, bool, int, tuple[Any, ...]] | None) ->
     )
 
 
-def span_record(span: ReadableSpan) -> SpanRecord:
-    """`span`'s fields as a picklable tuple of plain values."""
-    scope = span.instrumentation_scope
-    return (
-        span.name,
-        _context(span.context),
-        _context(span.parent),
-        span.kind.value,
-        span.start_time,
-        span.end_time,
-        dict(span.attributes or {}),
-        tuple((e.name, e.timestamp, dict(e.attributes or {})) for e in span.events),
-        tuple((_context(link.context), dict(link.attributes or {})) for link in span.links),
-        span.status.status_code.value,
-        span.status.description,
-        None if scope is None else (scope.name, scope.version, scope.schema_url),
-    )
-
-
-def readable_span(record: SpanRecord, resource: Resource) -> ReadableSpan:
-    """The `ReadableSpan` that `span_record` made `record` from, on `resource`."""
+def readable_span(record: SpanRecord, resource: Resource, limits: SpanLimits) -> ReadableSpan:
+    """The SDK's `ReadableSpan` for `record`, on `resource`, within `limits` as the SDK's own
+    span keeps them (what is over a limit is dropped and counted)."""
     (name, context, parent, kind, start, end, attributes, events, links) = record[:9]
     code, description, scope = record[9:]
+    # The recorder gave valid values: the SDK's bounded containers (each value checked
+    # again, under a lock) are needed only where a limit cuts.
+    item_length = limits.max_attribute_length
+
+    def bounded(given: dict[str, Any], count: int | None, length: int | None) -> Any:
+        if length is None and (count is None or len(given) <= count):
+            return given
+        return BoundedAttributes(count, given, immutable=True, max_value_len=length)
+
+    def at_most(count: int | None, items: list[Any]) -> Sequence[Any]:
+        return items if count is None or len(items) <= count else BoundedList.from_seq(count, items)
+
     return ReadableSpan(
         name=name,
         context=_span_context(context),
         parent=_span_context(parent),
         resource=resource,
-        attributes=attributes,
-        events=[Event(n, a, timestamp=t) for n, t, a in events],
-        links=[Link(_span_context(c), a) for c, a in links],  # type: ignore[arg-type]
+        attributes=bounded(
+            attributes, limits.max_span_attributes, limits.max_span_attribute_length
+        ),
+        events=at_most(
+            limits.max_events,
+            [
+                Event(n, bounded(a, limits.max_event_attributes, item_length), timestamp=t)
+                for n, t, a in events
+            ],
+        ),
+        links=at_most(
+            limits.max_links,
+            [
+                Link(_span_context(c), bounded(a, limits.max_link_attributes, item_length))  # type: ignore[arg-type]
+                for c, a in links
+            ],
+        ),
         kind=SpanKind(kind),
         status=Status(StatusCode(code), description),
         start_time=start,
@@ -103,8 +102,8 @@ def readable_span(record: SpanRecord, resource: Resource) -> ReadableSpan:
     )
 
 
-class ProcessSpanExporter(SpanExporter):
-    """Writes each batch to this process's child exporter, starting the child when needed."""
+class ExportProcess:
+    """This process's child exporter: `send` writes a batch to it, starting it when needed."""
 
     def __init__(self, resource: Resource, log_style: str | None, log_level: str) -> None:
         self._start = pickle.dumps(
@@ -114,24 +113,26 @@ class ProcessSpanExporter(SpanExporter):
         self._owner = 0
         self._dropped = 0
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        payload = pickle.dumps([span_record(span) for span in spans], pickle.HIGHEST_PROTOCOL)
+    def send(self, records: Sequence[SpanRecord]) -> bool:
+        """Write `records` to the child; False (and the spans dropped) when it cannot take
+        them within `WRITE_SECONDS` or is gone."""
+        payload = pickle.dumps(records, pickle.HIGHEST_PROTOCOL)
         try:
             _write_frame(self._running_child(), payload, time.monotonic() + WRITE_SECONDS)
         except PipeStalled as stalled:
-            self._dropped += len(spans)
+            self._dropped += len(records)
             logger.warning(
                 "span exporter process is not keeping up; %d spans dropped so far", self._dropped
             )
             if stalled.torn:
                 # Part of the frame went in: what the child reads next is no longer a frame.
                 self._stop_child()
-            return SpanExportResult.FAILURE
+            return False
         except OSError as error:
             logger.warning("span exporter process is gone (%s); a new one starts next", error)
             self._let_go()
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            return False
+        return True
 
     def shutdown(self) -> None:
         """Close the pipe: the child sends what it has and exits (killed if it takes longer
@@ -157,9 +158,6 @@ class ProcessSpanExporter(SpanExporter):
         if child is not None:
             child.kill()
             child.wait()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
 
     def _running_child(self) -> IO[bytes]:
         # A child started before a fork belongs to the parent: a forked worker starts its own.
@@ -240,6 +238,7 @@ def main() -> None:
         install_log_handler(log_style, log_level)
     resource = OnceHashedResource(attributes, schema_url)
     exporters = span_exporters()
+    limits = SpanLimits()
     orphaned_until = None
     while (frame := _read_frame(stream)) is not None:
         # A parent killed outright (SIGKILL, or SIGTERM without its lifespan's end) leaves
@@ -249,7 +248,7 @@ def main() -> None:
             orphaned_until = orphaned_until or time.monotonic() + EXIT_SECONDS
             if time.monotonic() > orphaned_until:
                 break
-        spans = [readable_span(record, resource) for record in pickle.loads(frame)]
+        spans = [readable_span(record, resource, limits) for record in pickle.loads(frame)]
         for exporter in exporters:
             exporter.export(spans)
     for exporter in exporters:

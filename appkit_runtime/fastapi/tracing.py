@@ -1,11 +1,13 @@
 """OpenTelemetry for a FastAPI app, when the OTEL variables ask for it and the `otel` extra is in.
 
-One tracer provider per process, exporting through a `BatchSpanProcessor`: spans are queued
-in memory and handed on by a background thread, to a child process that encodes and sends
-them (`span_export_process`), so a collector that is down or hangs costs a request nothing
-(a full queue drops spans, never waits). `RuntimeMiddleware` opens each
-request's server span (`server_spans`) and tags it with the project and the rate-limit
-decision; the runtime's own calls (key authority, Redis) are its children (`tracing`).
+By default (`APPKIT_TRACE_EXPORT=process`) a request's spans are `span_recorder`'s: each ends
+as one record on the span queue, which a thread hands in batches to a child process that
+rebuilds the SDK's spans and exports them (`span_export_process`). `thread` keeps the SDK's
+own tracer provider and `BatchSpanProcessor`, exporting from a thread of the server. Either
+way a collector that is down or hangs costs a request nothing (a full queue drops spans,
+never waits). `RuntimeMiddleware` opens each request's server span (`server_spans`) and tags
+it with the project and the rate-limit decision; the runtime's own calls (key authority,
+Redis) are its children (`tracing`).
 """
 
 from __future__ import annotations
@@ -23,15 +25,19 @@ from appkit_runtime.tracing_settings import check_otel_variables, trace_exporter
 
 if TYPE_CHECKING:
     from appkit_runtime.fastapi.server_spans import ServerSpans
+    from appkit_runtime.fastapi.span_queue import SpanQueue
 
 logger = logging.getLogger("appkit_runtime")
 
+# The process's tracer (made once), and what sends its spans: the span queue under
+# `process`, the SDK's provider under `thread`.
+_tracer: Any = None
+_queue: SpanQueue | None = None
 _provider: Any = None
-# The exporter processes' parent ends, closed at shutdown.
-_process_exporters: list[Any] = []
 # How long shutdown waits for the queued spans to reach the exporter process and for it to
 # send them (`span_export_process.EXIT_SECONDS` of it).
 FLUSH_SECONDS = 5.0
+SCOPE = "appkit_runtime"
 
 
 def instrument_tracing(settings: Settings) -> ServerSpans | None:
@@ -47,50 +53,52 @@ def instrument_tracing(settings: Settings) -> ServerSpans | None:
     try:
         from appkit_runtime.fastapi.server_spans import ServerSpans
 
-        provider = _tracer_provider(settings)
+        tracer = _process_tracer(settings)
     except ImportError:
         logger.warning(
             "OTEL variables are set but the otel extra is not installed, so no traces: "
             "pip install 'appkit-runtime[otel]'"
         )
         return None
-    tracer = provider.get_tracer("appkit_runtime")
     use_tracer(tracer)
     return ServerSpans(tracer)
 
 
-def _tracer_provider(settings: Settings) -> Any:
-    """The process's provider (made once): `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`;
-    spans exported from a child process unless `APPKIT_TRACE_EXPORT=thread`."""
-    global _provider
-    if _provider is None:
+def _process_tracer(settings: Settings) -> Any:
+    """The process's tracer (made once) for `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`.
+
+    Its provider is not made the global one: FastAPI's own telemetry (0.16x) and other
+    instrumentations would then trace every request a second time, several spans each.
+    """
+    global _tracer, _queue, _provider
+    if _tracer is None:
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         from appkit_runtime.fastapi.span_resource import service_resource
 
-        name = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
-        resource = service_resource(name)
-        provider = TracerProvider(resource=resource)
-        exporters = batch_exporters(settings, resource)
-        for exporter in exporters:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
-        # Not made the global provider: FastAPI's own telemetry (0.16x) and other
-        # instrumentations would then trace every request a second time, several spans each.
-        _provider = provider
-    return _provider
+        resource = service_resource(os.environ.get("OTEL_SERVICE_NAME") or settings.service_name)
+        # The sampler and id generator the SDK's provider takes from the OTEL variables.
+        provider = TracerProvider(
+            resource=resource, shutdown_on_exit=settings.trace_export == "thread"
+        )
+        if settings.trace_export == "thread":
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+            for exporter in span_exporters():
+                provider.add_span_processor(BatchSpanProcessor(exporter))
+            _provider = provider
+            _tracer = provider.get_tracer(SCOPE)
+        else:
+            from appkit_runtime.fastapi.span_export_process import ExportProcess
+            from appkit_runtime.fastapi.span_queue import SpanQueue
+            from appkit_runtime.fastapi.span_recorder import SpanRecorder
 
-def batch_exporters(settings: Settings, resource: Any) -> list[Any]:
-    """What the batch processor hands spans to: the child process that exports them
-    (`APPKIT_TRACE_EXPORT=process`), or the SDK's exporters in this process (`thread`)."""
-    if settings.trace_export == "thread":
-        return span_exporters()
-    from appkit_runtime.fastapi.span_export_process import ProcessSpanExporter
-
-    exporter = ProcessSpanExporter(resource, settings.installed_log_style, settings.log_level)
-    _process_exporters.append(exporter)
-    return [exporter]
+            export = ExportProcess(resource, settings.installed_log_style, settings.log_level)
+            _queue = SpanQueue(export)
+            _tracer = SpanRecorder(
+                _queue.put, provider.sampler, provider.id_generator, (SCOPE, None, None)
+            )
+    return _tracer
 
 
 def span_exporters() -> list[Any]:
@@ -118,23 +126,24 @@ def span_exporters() -> list[Any]:
 
 
 async def flush_traces(seconds: float = FLUSH_SECONDS) -> None:
-    """At the lifespan's end: export the spans still queued and let each exporter process
+    """At the lifespan's end: export the spans still queued and let the exporter process
     send them and exit, waiting at most `seconds`.
 
     uvicorn re-raises SIGTERM once it has shut down, so the process ends without running its
     exit handlers, the SDK's flush among them; without this, `docker stop` lost every span
     still queued and left the exporter process to retry alone.
     """
-    provider = _provider
-    if provider is None:
+    queue, provider = _queue, _provider
+    if queue is None and provider is None:
         return
     done = threading.Event()
 
     def flush() -> None:
         try:
-            provider.force_flush()
-            for exporter in _process_exporters:
-                exporter.shutdown()  # the next batch, if any, starts a new process
+            if queue is not None:
+                queue.close()  # the next span, if any, starts the queue again
+            else:
+                provider.force_flush()
         finally:
             done.set()
 

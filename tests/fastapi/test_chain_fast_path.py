@@ -24,7 +24,7 @@ from appkit_runtime.settings import RateLimit, get_async_redis_instance
 from appkit_runtime.usage import get_project_usage
 from tests.fastapi.test_fastapi import client_for
 from tests.fastapi.test_request_context import access_lines, json_logs  # noqa: F401
-from tests.fastapi.test_tracing import InMemorySpanExporter, finished_spans  # noqa: F401
+from tests.fastapi.test_tracing import FinishedSpans, finished_spans  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("real_redis")
 ROUTE = "/items/{item_id}"
@@ -200,7 +200,7 @@ async def test_an_organisation_override_that_expires_stops_applying(
 async def test_the_fast_path_leaves_the_same_spans(
     api_key,
     monkeypatch: pytest.MonkeyPatch,
-    finished_spans: InMemorySpanExporter,  # noqa: F811 (the fixture imported above)
+    finished_spans: FinishedSpans,  # noqa: F811 (the fixture imported above)
     fast_served: list[bool],
 ) -> None:
     def spans() -> list[tuple[str, dict[str, Any]]]:

@@ -13,8 +13,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from opentelemetry.sdk import resources
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi import tracing as fastapi_tracing
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
-from appkit_runtime.fastapi.span_export_process import ProcessSpanExporter
+from appkit_runtime.fastapi.span_export_process import readable_span
+from appkit_runtime.fastapi.span_recorder import SpanRecord, SpanRecorder
 from appkit_runtime.fastapi.span_resource import service_resource
 from appkit_runtime.settings import Settings
 from appkit_runtime.tracing import tracing_requested, use_tracer
@@ -82,23 +83,50 @@ def test_the_sdk_is_imported_only_when_asked_for(
     assert not any(m.startswith("opentelemetry.exporter") for m in modules)
 
 
-@pytest.fixture
-def finished_spans(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the app made in the test, its spans kept in memory as they end."""
+class FinishedSpans:
+    """The spans the test's app ended, as the SDK's `ReadableSpan`s: rebuilt from the span
+    recorder's records as the export process rebuilds them, or kept by the SDK's provider."""
+
+    def __init__(self, export: str) -> None:
+        self.records: list[SpanRecord] = []
+        self.kept = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        if export == "thread":
+            self.provider.add_span_processor(SimpleSpanProcessor(self.kept))
+            self.tracer = self.provider.get_tracer("appkit_runtime")
+        else:
+            ids = self.provider.id_generator
+            self.tracer = SpanRecorder(self.records.append, self.provider.sampler, ids)
+
+    def get_finished_spans(self) -> list[ReadableSpan]:
+        limits = SpanLimits()
+        resource = self.provider.resource
+        rebuilt = [readable_span(record, resource, limits) for record in self.records]
+        return rebuilt + list(self.kept.get_finished_spans())
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.kept.clear()
+
+
+@pytest.fixture(params=["process", "thread"])
+def finished_spans(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> Iterator[FinishedSpans]:
+    """Tracing on for the app made in the test, through the span recorder (the default) and
+    through the SDK's own tracer (`APPKIT_TRACE_EXPORT=thread`)."""
     monkeypatch.setenv("APPKIT_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(fastapi_tracing, "_provider", provider)
-    yield exporter
+    found = FinishedSpans(request.param)
+    monkeypatch.setattr(fastapi_tracing, "_tracer", found.tracer)
+    yield found
     use_tracer(None)
-    provider.shutdown()
+    found.provider.shutdown()
 
 
 @pytest.mark.usefixtures("real_redis")
 async def test_a_refused_key_names_its_project_on_the_span_an_unknown_one_does_not(
-    api_key, finished_spans: InMemorySpanExporter
+    api_key, finished_spans: FinishedSpans
 ) -> None:
     read_key = api_key("acme", "orders", key_id="k-read", scopes=["orders:read"])
     other_product = api_key("acme", "billing", key_id="k-bill", product="billing")
@@ -320,11 +348,17 @@ def test_spans_leave_through_a_child_process_unless_thread_is_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    resource = service_resource("svc")
-    (default,) = fastapi_tracing.batch_exporters(Settings(), resource)
-    assert isinstance(default, ProcessSpanExporter)
-    (threaded,) = fastapi_tracing.batch_exporters(Settings(trace_export="thread"), resource)
-    assert isinstance(threaded, ConsoleSpanExporter)
+    for made in ("_tracer", "_queue", "_provider"):
+        monkeypatch.setattr(fastapi_tracing, made, None)
+    assert isinstance(fastapi_tracing._process_tracer(Settings()), SpanRecorder)
+    assert fastapi_tracing._queue is not None and fastapi_tracing._provider is None
+    monkeypatch.setattr(fastapi_tracing, "_tracer", None)
+    monkeypatch.setattr(fastapi_tracing, "_queue", None)
+    threaded = fastapi_tracing._process_tracer(Settings(trace_export="thread"))
+    assert not isinstance(threaded, SpanRecorder) and fastapi_tracing._queue is None
+    processors = fastapi_tracing._provider._active_span_processor._span_processors
+    assert [type(p) for p in processors] == [BatchSpanProcessor]
+    fastapi_tracing._provider.shutdown()
     monkeypatch.setenv("APPKIT_TRACE_EXPORT", " ")  # set but empty: the default
     assert Settings().trace_export == "process"
     monkeypatch.setenv("APPKIT_TRACE_EXPORT", "Threads")
@@ -334,7 +368,7 @@ def test_spans_leave_through_a_child_process_unless_thread_is_asked(
 
 @pytest.mark.usefixtures("real_redis")
 async def test_spans_of_an_error_an_unmatched_path_and_a_probe(
-    finished_spans: InMemorySpanExporter,
+    finished_spans: FinishedSpans,
 ) -> None:
     app = get_fastapi_app("span-edges-test")
 

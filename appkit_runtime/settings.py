@@ -370,9 +370,10 @@ class Settings(BaseSettings):
     )
     trace_export: Literal["process", "thread"] = Field(
         default="process",
-        description="with tracing on, where spans are encoded and sent: `process`, a child "
-        "process per server process (off the requests' CPU); `thread`, the SDK's background "
-        "thread in the server process",
+        description="with tracing on, how spans are kept and sent: `process`, recorded as "
+        "plain values and encoded and sent by a child process per server process (off the "
+        "requests' CPU); `thread`, the SDK's own spans and background thread in the server "
+        "process",
     )
 
     @field_validator("trusted_proxies", mode="before")

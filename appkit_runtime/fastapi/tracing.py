@@ -53,7 +53,7 @@ def instrument_tracing(settings: Settings) -> ServerSpans | None:
     try:
         from appkit_runtime.fastapi.server_spans import ServerSpans
 
-        tracer = _process_tracer(settings)
+        tracer = _tracer_once(settings)
     except ImportError:
         logger.warning(
             "OTEL variables are set but the otel extra is not installed, so no traces: "
@@ -64,7 +64,7 @@ def instrument_tracing(settings: Settings) -> ServerSpans | None:
     return ServerSpans(tracer)
 
 
-def _process_tracer(settings: Settings) -> Any:
+def _tracer_once(settings: Settings) -> Any:
     """The process's tracer (made once) for `OTEL_SERVICE_NAME`, else `APPKIT_SERVICE_NAME`.
 
     Its provider is not made the global one: FastAPI's own telemetry (0.16x) and other

@@ -350,11 +350,11 @@ def test_spans_leave_through_a_child_process_unless_thread_is_asked(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     for made in ("_tracer", "_queue", "_provider"):
         monkeypatch.setattr(fastapi_tracing, made, None)
-    assert isinstance(fastapi_tracing._process_tracer(Settings()), SpanRecorder)
+    assert isinstance(fastapi_tracing._tracer_once(Settings()), SpanRecorder)
     assert fastapi_tracing._queue is not None and fastapi_tracing._provider is None
     monkeypatch.setattr(fastapi_tracing, "_tracer", None)
     monkeypatch.setattr(fastapi_tracing, "_queue", None)
-    threaded = fastapi_tracing._process_tracer(Settings(trace_export="thread"))
+    threaded = fastapi_tracing._tracer_once(Settings(trace_export="thread"))
     assert not isinstance(threaded, SpanRecorder) and fastapi_tracing._queue is None
     processors = fastapi_tracing._provider._active_span_processor._span_processors
     assert [type(p) for p in processors] == [BatchSpanProcessor]

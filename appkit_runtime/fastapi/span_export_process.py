@@ -59,15 +59,17 @@ def readable_span(record: SpanRecord, resource: Resource, limits: SpanLimits) ->
     """The SDK's `ReadableSpan` for `record`, on `resource`, within `limits` as the SDK's own
     span keeps them (what is over a limit is dropped and counted)."""
     (name, context, parent, kind, start, end, attributes, events, links) = record[:9]
-    code, description, scope = record[9:]
-    # The recorder gave valid values: the SDK's bounded containers (each value checked
-    # again, under a lock) are needed only where a limit cuts.
+    code, description, scope, dropped = record[9:]
     item_length = limits.max_attribute_length
 
-    def bounded(given: dict[str, Any], count: int | None, length: int | None) -> Any:
-        if length is None and (count is None or len(given) <= count):
+    def bounded(given: dict[str, Any], count: int | None, length: int | None, dropped: int) -> Any:
+        # The recorder gave valid values: the SDK's bounded mapping (each value checked again,
+        # under a lock) is needed only where a limit cuts or a count is to be reported.
+        if not dropped and length is None and (count is None or len(given) <= count):
             return given
-        return BoundedAttributes(count, given, immutable=True, max_value_len=length)
+        kept = BoundedAttributes(count, given, immutable=True, max_value_len=length)
+        kept.dropped += dropped
+        return kept
 
     def at_most(count: int | None, items: list[Any]) -> Sequence[Any]:
         return items if count is None or len(items) <= count else BoundedList.from_seq(count, items)
@@ -78,20 +80,20 @@ def readable_span(record: SpanRecord, resource: Resource, limits: SpanLimits) ->
         parent=_span_context(parent),
         resource=resource,
         attributes=bounded(
-            attributes, limits.max_span_attributes, limits.max_span_attribute_length
+            attributes, limits.max_span_attributes, limits.max_span_attribute_length, dropped
         ),
         events=at_most(
             limits.max_events,
             [
-                Event(n, bounded(a, limits.max_event_attributes, item_length), timestamp=t)
-                for n, t, a in events
+                Event(n, bounded(a, limits.max_event_attributes, item_length, d), timestamp=t)
+                for n, t, a, d in events
             ],
         ),
         links=at_most(
             limits.max_links,
             [
-                Link(_span_context(c), bounded(a, limits.max_link_attributes, item_length))  # type: ignore[arg-type]
-                for c, a in links
+                Link(_span_context(c), bounded(a, limits.max_link_attributes, item_length, d))  # type: ignore[arg-type]
+                for c, a, d in links
             ],
         ),
         kind=SpanKind(kind),

@@ -30,7 +30,9 @@ from opentelemetry.util import types
 logger = logging.getLogger("appkit_runtime")
 
 # One span as plain values: name, context, parent, kind, start and end (ns), attributes,
-# events, links, status code and description, instrumentation scope.
+# events, links, status code and description, instrumentation scope, and how many attributes
+# were dropped as invalid. An event is (name, time, attributes, dropped), a link (context,
+# attributes, dropped).
 SpanRecord = tuple[Any, ...]
 ContextFields = tuple[int, int, bool, int, tuple[tuple[str, str], ...]]
 
@@ -56,9 +58,23 @@ def plain_attributes(attributes: types.Attributes) -> dict[str, Any]:
     if not attributes:
         return {}
     for key, value in attributes.items():
-        if type(value) not in _PLAIN or type(key) is not str:
-            return dict(BoundedAttributes(attributes=attributes))
+        if type(value) not in _PLAIN or type(key) is not str or not key:
+            # Set one by one, as the SDK's span sets them (a whole mapping given at once
+            # would keep a key that is not a string, as its `str()`).
+            cleaned = BoundedAttributes(immutable=False)
+            for each in attributes.items():
+                cleaned[each[0]] = each[1]
+            return dict(cleaned)
     return dict(attributes)
+
+
+def _link(context: SpanContext | None, attributes: types.Attributes) -> tuple[Any, ...] | None:
+    """A link as plain values, or None where the SDK keeps none (no context, or an invalid
+    one with nothing else to say)."""
+    if not context or not (context.is_valid or attributes or context.trace_state):
+        return None
+    cleaned = plain_attributes(attributes)
+    return (context_fields(context), cleaned, len(attributes or ()) - len(cleaned))
 
 
 class RecordedSpan(trace.Span):
@@ -85,14 +101,13 @@ class RecordedSpan(trace.Span):
         self._parent = parent
         self._kind = kind
         self._attributes = plain_attributes(attributes)
-        self._events: list[tuple[str, int, dict[str, Any]]] = []
-        self._links = (
-            []
-            if not links
-            else [
-                (context_fields(link.context), plain_attributes(link.attributes)) for link in links
+        self._dropped = len(attributes or ()) - len(self._attributes)
+        self._events: list[tuple[str, int, dict[str, Any], int]] = []
+        self._links: list[tuple[Any, ...]] = []
+        if links:
+            self._links = [
+                link for given in links if (link := _link(given.context, given.attributes))
             ]
-        )
         self._status = _UNSET
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
@@ -107,7 +122,10 @@ class RecordedSpan(trace.Span):
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         if self._end is None:
-            self._attributes.update(plain_attributes(attributes))
+            cleaned = plain_attributes(attributes)
+            if len(cleaned) != len(attributes):
+                self._dropped += len(attributes) - len(cleaned)
+            self._attributes.update(cleaned)
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         self.set_attributes({key: value})
@@ -117,11 +135,12 @@ class RecordedSpan(trace.Span):
     ) -> None:
         if self._end is None:
             when = timestamp if timestamp is not None else time_ns()
-            self._events.append((name, when, plain_attributes(attributes)))
+            cleaned = plain_attributes(attributes)
+            self._events.append((name, when, cleaned, len(attributes or ()) - len(cleaned)))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if self._end is None and context.is_valid:
-            self._links.append((context_fields(context), plain_attributes(attributes)))
+        if self._end is None and (link := _link(context, attributes)) is not None:
+            self._links.append(link)
 
     def update_name(self, name: str) -> None:
         if self._end is None:
@@ -177,6 +196,7 @@ class RecordedSpan(trace.Span):
                 status.status_code.value,
                 status.description,
                 self._scope,
+                self._dropped,
             )
         )
 

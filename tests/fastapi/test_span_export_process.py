@@ -60,7 +60,8 @@ class CountingIds(IdGenerator):
 def run_spans(tracer: trace.Tracer) -> None:
     """A server span continuing a caller's trace (with its tracestate), tagged as the runtime
     tags one, with a child that failed (an exception event), a linked span with an event, and
-    a root span with values the API cleans (a list becomes an array)."""
+    a root span with what the SDK cleans or drops and counts: a list (an array), keys that
+    are not strings or are empty, links to nothing."""
     caller = SpanContext(
         0x4BF92F3577B34DA6A3CE929D0E0E4736,
         0x00F067AA0BA902B7,
@@ -93,8 +94,16 @@ def run_spans(tracer: trace.Tracer) -> None:
     server.set_status(trace.Status(trace.StatusCode.ERROR, "boom"))
     server.end(5_000)
     server.set_attribute("after.end", "ignored")
-    odd = tracer.start_span("odd", context=trace.set_span_in_context(trace.INVALID_SPAN))
+    odd = tracer.start_span(
+        "odd",
+        context=trace.set_span_in_context(trace.INVALID_SPAN),
+        links=[Link(trace.INVALID_SPAN_CONTEXT), Link(trace.INVALID_SPAN_CONTEXT, {"k": 1})],
+    )
     odd.set_attribute("list", [1, 2])
+    odd.set_attribute(123, "a key that is not a string")  # type: ignore[arg-type]
+    odd.set_attributes({"": "an empty key", "kept": "yes"})
+    odd.add_link(None)  # type: ignore[arg-type]
+    odd.add_event("bad keys", {"": 1, "fine": 2}, timestamp=5_500)
     odd.set_attribute("none", None)  # type: ignore[arg-type]
     odd.set_attribute("dict", {"a": 1})  # type: ignore[arg-type]
     odd.end(6_000)
@@ -150,6 +159,9 @@ def test_recorded_spans_encode_exactly_as_the_sdks_own() -> None:
     )
     odd = {a.key: a.value for a in spans[3].attributes}
     assert [v.int_value for v in odd["list"].array_value.values] == [1, 2]
+    assert (list(odd), spans[3].dropped_attributes_count) == (["list", "kept", "none", "dict"], 2)
+    assert [len(link.attributes) for link in spans[3].links] == [1]
+    assert spans[3].events[0].dropped_attributes_count == 1
 
 
 def test_the_span_limits_apply_in_the_export_process_as_in_the_sdk(

@@ -37,6 +37,19 @@ BATCH_INTEGERS = {
 }
 
 
+# The span limits: each an integer ≥ 0, or empty for no limit.
+LIMITS = (
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
+
+
 def trace_exporters(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The exporters `OTEL_TRACES_EXPORTER` names (a comma list; `otlp` when unset)."""
     given = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
@@ -101,8 +114,14 @@ def check_otel_variables(environ: Mapping[str, str] = os.environ) -> None:
             raise ConfigurationError(f"{variable}: expected a finite number ≥ 0, got {given!r}")
     for variable, least in BATCH_INTEGERS.items():
         given = environ.get(variable, "").strip()
-        if given and not (given.isdigit() and int(given) >= least):
+        if given and not (given.isascii() and given.isdigit() and int(given) >= least):
             raise ConfigurationError(f"{variable}: expected an integer ≥ {least}, got {given!r}")
+    for variable in LIMITS:
+        given = environ.get(variable, "").strip()
+        if given and not (given.isascii() and given.isdigit()):
+            raise ConfigurationError(
+                f"{variable}: expected an integer ≥ 0 (or nothing, for no limit), got {given!r}"
+            )
     batch = int(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "").strip() or 512)
     if batch > int(environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "").strip() or 2048):
         raise ConfigurationError(

@@ -35,6 +35,11 @@ _HEADER = b"x-request-id"
 _PROPAGATION_HEADERS = (b"traceparent", b"tracestate")
 
 
+def _span_route(route: str) -> str | None:
+    """The template a server span is named by; None when no route matched."""
+    return None if route == UNMATCHED else route or None
+
+
 class RuntimeMiddleware:
     """Give each HTTP request an id (the caller's if acceptable) and echo it, serve the health
     routes, count and time the response, log it, and, when tracing is on, run it inside its
@@ -69,7 +74,12 @@ class RuntimeMiddleware:
                 given = "" if given is not None else value.decode("latin-1")
             elif spans is not None and name in _PROPAGATION_HEADERS:
                 carrier = carrier or {}
-                carrier[name.decode("latin-1")] = value.decode("latin-1")
+                key, text = name.decode("latin-1"), value.decode("latin-1")
+                if key in carrier:
+                    # Two traceparents name no one parent (W3C: start a new trace); tracestate
+                    # may come in several lines, one list.
+                    text = "" if key == "traceparent" else f"{carrier[key]},{text}"
+                carrier[key] = text
         request_id = request_id_for(given)
         # Each request its own state (uvicorn copies the lifespan state; not every server
         # does), so what the chain leaves there is this request's alone.
@@ -99,8 +109,7 @@ class RuntimeMiddleware:
                 REQUEST_TIMINGS.observe(self.service, route, method_label, status, seconds)
                 message["headers"] = [*message.get("headers", ()), header]
                 if span is not None:
-                    named = None if route == UNMATCHED else route or None
-                    spans.tag(span, scope, status, named)  # type: ignore[union-attr]
+                    spans.tag(span, scope, status, _span_route(route))  # type: ignore[union-attr]
             return send(message)
 
         try:
@@ -115,6 +124,8 @@ class RuntimeMiddleware:
                 route = route_template(scope, UNMATCHED)
                 seconds = perf_counter() - started
                 REQUEST_TIMINGS.observe(self.service, route, method_label, 500, seconds)
+                if span is not None:
+                    spans.tag(span, scope, 500, _span_route(route))  # type: ignore[union-attr]
             raise
         finally:
             try:

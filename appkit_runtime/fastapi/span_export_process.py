@@ -153,6 +153,13 @@ class ExportProcess:
             child.kill()
             child.wait()
 
+    def kill(self) -> None:
+        """Kill the child at once, whatever it still holds: a shutdown out of time must not
+        leave it to retry a collector that hangs after the server is gone."""
+        child = self._child
+        if child is not None and self._owner == os.getpid():
+            child.kill()
+
     def _stop_child(self) -> None:
         """Kill the current child (its spans are lost) and forget it."""
         child = self._child

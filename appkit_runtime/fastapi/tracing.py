@@ -127,7 +127,7 @@ def span_exporters() -> list[Any]:
 
 async def flush_traces(seconds: float = FLUSH_SECONDS) -> None:
     """At the lifespan's end: export the spans still queued and let the exporter process
-    send them and exit, waiting at most `seconds`.
+    send them and exit, waiting at most `seconds` (then the exporter process is killed).
 
     uvicorn re-raises SIGTERM once it has shut down, so the process ends without running its
     exit handlers, the SDK's flush among them; without this, `docker stop` lost every span
@@ -149,4 +149,5 @@ async def flush_traces(seconds: float = FLUSH_SECONDS) -> None:
 
     # A daemon thread: a collector that hangs must not hold the shutdown past `seconds`.
     threading.Thread(target=flush, name="appkit-trace-flush", daemon=True).start()
-    await asyncio.to_thread(done.wait, seconds)
+    if not await asyncio.to_thread(done.wait, seconds) and queue is not None:
+        queue.export.kill()

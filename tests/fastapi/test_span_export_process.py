@@ -33,6 +33,7 @@ from appkit_runtime.fastapi import span_export_process
 from appkit_runtime.fastapi import tracing as fastapi_tracing
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.fastapi.span_export_process import ExportProcess, readable_span
+from appkit_runtime.fastapi.span_queue import SpanQueue
 from appkit_runtime.fastapi.span_recorder import SpanRecord, SpanRecorder
 from appkit_runtime.fastapi.span_resource import service_resource
 from appkit_runtime.tracing import use_tracer
@@ -284,6 +285,31 @@ def test_shutdown_gives_a_stuck_child_a_bounded_time(
 
     assert time.monotonic() - started < 2.0
     assert child.poll() == -signal.SIGKILL
+
+
+async def test_a_shutdown_flush_out_of_time_kills_the_exporter_process(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collector that hangs keeps the child from reading: the flush gives up at its
+    deadline and the child goes with the server, instead of retrying alone."""
+    monkeypatch.setattr(span_export_process, "WRITE_SECONDS", 30.0)
+    export = ExportProcess(RESOURCE, None, "INFO")
+    queue = SpanQueue(export, {"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+    assert export.send(recorded())
+    child = export._child
+    assert child is not None
+    os.kill(child.pid, signal.SIGSTOP)
+    record = recorded()[0]
+    for n in range(1500):  # 300 KB of distinct names: more than the pipe holds
+        queue.put((f"{n:0200}", *record[1:]))
+    monkeypatch.setattr(fastapi_tracing, "_queue", queue)
+    monkeypatch.setattr(fastapi_tracing, "_provider", None)
+
+    started = time.monotonic()
+    await fastapi_tracing.flush_traces(seconds=1.0)
+
+    assert time.monotonic() - started < 3.0
+    assert child.wait(5) == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("export", ["process", "thread"])

@@ -216,6 +216,16 @@ async def test_a_refused_key_names_its_project_on_the_span_an_unknown_one_does_n
             {**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "100"},
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: must not exceed OTEL_BSP_MAX_QUEUE_SIZE",
         ),
+        ({**ENDPOINT, "OTEL_BSP_SCHEDULE_DELAY": "²"}, "OTEL_BSP_SCHEDULE_DELAY: expected"),
+        (
+            {**ENDPOINT, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "abc"},
+            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: expected an integer ≥ 0 (or nothing, for no limit)",
+        ),
+        (
+            {**ENDPOINT, "OTEL_SPAN_EVENT_COUNT_LIMIT": "-1"},
+            "OTEL_SPAN_EVENT_COUNT_LIMIT: expected",
+        ),
+        ({**ENDPOINT, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "1.5"}, "OTEL_ATTRIBUTE_VALUE_LENGTH"),
     ],
 )
 def test_a_bad_otel_variable_stops_start_up_in_one_line(
@@ -236,6 +246,7 @@ def test_a_bad_otel_variable_stops_start_up_in_one_line(
         {**ENDPOINT, "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
         {"OTEL_TRACES_EXPORTER": "otlp,console", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
         {**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "4096", "OTEL_BSP_SCHEDULE_DELAY": "100"},
+        {**ENDPOINT, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "0", "OTEL_SPAN_LINK_COUNT_LIMIT": " "},
     ],
 )
 def test_good_otel_variables_pass(environ: dict[str, str]) -> None:
@@ -367,7 +378,7 @@ def test_spans_leave_through_a_child_process_unless_thread_is_asked(
 
 
 @pytest.mark.usefixtures("real_redis")
-async def test_spans_of_an_error_an_unmatched_path_and_a_probe(
+async def test_spans_of_an_error_an_unmatched_path_an_odd_method_and_a_probe(
     finished_spans: FinishedSpans,
 ) -> None:
     app = get_fastapi_app("span-edges-test")
@@ -376,18 +387,66 @@ async def test_spans_of_an_error_an_unmatched_path_and_a_probe(
     async def boom() -> None:
         raise RuntimeError("boom")
 
+    @app.api_route("/purge", methods=["PURGE"])
+    async def purge() -> dict[str, bool]:
+        return {"ok": True}
+
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             statuses = [(await client.get(path)).status_code for path in ("/boom", "/nowhere")]
+            statuses.append((await client.request("PURGE", "/purge")).status_code)
             assert (await client.get("/healthz")).status_code == 200
 
-    assert statuses == [500, 404]
+    assert statuses == [500, 404, 200]
     servers = [s for s in finished_spans.get_finished_spans() if s.kind is SpanKind.SERVER]
-    # Raised before any response: no status or route was known, the error is the status.
+    # The exception escaped the app: Starlette's error middleware, outside the runtime's,
+    # answers the 500, which the span says with the route it was raised in.
     assert [(s.name, dict(s.attributes or {})) for s in servers] == [
-        ("GET", {"http.request.method": "GET"}),
+        (
+            "GET /boom",
+            {"http.request.method": "GET", "http.response.status_code": 500, "http.route": "/boom"},
+        ),
         ("GET", {"http.request.method": "GET", "http.response.status_code": 404}),
+        (
+            "HTTP /purge",
+            {
+                "http.request.method": "_OTHER",
+                "http.request.method_original": "PURGE",
+                "http.response.status_code": 200,
+                "http.route": "/purge",
+            },
+        ),
     ]
     assert servers[0].status.status_code is StatusCode.ERROR
     assert servers[0].status.description == "RuntimeError"
+
+
+@pytest.mark.usefixtures("real_redis")
+async def test_a_caller_trace_is_continued_unless_it_names_two_parents(
+    finished_spans: FinishedSpans,
+) -> None:
+    app = get_fastapi_app("span-parents-test")
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    first = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    second = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with client_for(app) as client:
+        one = await client.get("/ping", headers=[("traceparent", first), ("tracestate", "a=1")])
+        both = await client.get("/ping", headers=[("traceparent", first), ("traceparent", second)])
+        states = await client.get(
+            "/ping", headers=[("traceparent", first), ("tracestate", "a=1"), ("tracestate", "b=2")]
+        )
+    assert [r.status_code for r in (one, both, states)] == [200] * 3
+
+    continued, fresh, merged = [
+        s for s in finished_spans.get_finished_spans() if s.kind is SpanKind.SERVER
+    ]
+    assert continued.parent is not None and continued.parent.span_id == 0x00F067AA0BA902B7
+    assert continued.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert fresh.parent is None
+    assert fresh.context.trace_id not in (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x0AF7651916CD43DD)
+    assert dict(merged.context.trace_state or {}) == {"a": "1", "b": "2"}

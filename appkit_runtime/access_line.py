@@ -35,13 +35,15 @@ class JsonAccessLine:
                 "request_id": request_id,
                 **fields,
                 "message": message,
-            }
-        )
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        ).decode()
         handler = self.handler
         try:
             with handler.lock:  # type: ignore[union-attr]
-                handler.stream.write(line.decode() + "\n")
-                handler.stream.flush()
+                stream = handler.stream
+                stream.write(line)
+                stream.flush()
         except Exception:
             # As `logging` does: a broken stream is reported on stderr, never fails a request.
             handler.handleError(logging.makeLogRecord({"msg": message, "name": ACCESS_LOGGER}))

@@ -103,11 +103,7 @@ class RecordedSpan(trace.Span):
         self._attributes = plain_attributes(attributes)
         self._dropped = len(attributes or ()) - len(self._attributes)
         self._events: list[tuple[str, int, dict[str, Any], int]] = []
-        self._links: list[tuple[Any, ...]] = []
-        if links:
-            self._links = [
-                link for given in links if (link := _link(given.context, given.attributes))
-            ]
+        self._links = [link for given in links if (link := _link(given.context, given.attributes))]
         self._status = _UNSET
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception

@@ -1,13 +1,14 @@
 """Spans kept as plain values and queued as one record each when they end.
 
 The SDK's span validates each attribute through a locked, bounded mapping, copies itself into
-a `ReadableSpan` when it ends and hands that to its processors: on the bench, about 55 µs of
-the server's CPU a traced request, against 15 µs here. A `RecordedSpan` keeps what the API
-gives it (attributes already plain pass as they are; anything else is cleaned as the SDK
-cleans it) and, at its end, puts one tuple (`SpanRecord`) on the span queue. The export
-process rebuilds the SDK's `ReadableSpan` from it, applying the span limits there, and
-exports it with the SDK's own exporters, so what a collector receives is what the SDK sends.
-Sampling is the SDK's: the sampler the OTEL variables name decides, as in the SDK's tracer.
+a `ReadableSpan` when it ends and hands that to its processors: with it, tracing added 75 to
+95 µs of the server's CPU to a request in the bench, against 25 to 29 µs with this. A
+`RecordedSpan` keeps what the API gives it (attributes already plain pass as they are;
+anything else is cleaned, dropped and counted as the SDK does it) and, at its end, puts one
+tuple (`SpanRecord`) on the span queue. The export process rebuilds the SDK's `ReadableSpan`
+from it, applying the span limits there, and exports it with the SDK's own exporters, so what
+a collector receives is what the SDK sends. Sampling is the SDK's: the sampler the OTEL
+variables name decides, as in the SDK's tracer.
 """
 
 from __future__ import annotations

@@ -61,9 +61,21 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 def get_engine(name: str = "default") -> AsyncEngine:
-    """The engine of database `name` for the running loop, made on first use."""
+    """The engine of database `name` for the running loop, made on first use; a PostgreSQL
+    pool sized by `APPKIT_DATABASE_POOL_SIZE` and `APPKIT_DATABASE_MAX_OVERFLOW`."""
     url = database_url(name)
-    return _engines.get(f"{name}\n{url}", lambda: make_engine(url))
+    return _engines.get(f"{name}\n{url}", lambda: make_engine(url, **_pool_options(url)))
+
+
+def _pool_options(url: str) -> dict[str, int]:
+    # SQLite's pools (one file, or one connection for :memory:) take no size.
+    if url.startswith("sqlite"):
+        return {}
+    settings = get_settings()
+    return {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+    }
 
 
 def get_sessionmaker(name: str = "default") -> async_sessionmaker[AsyncSession]:

@@ -258,6 +258,17 @@ class Settings(BaseSettings):
         description="another named database, such as `USAGE` for the billing sink",
         json_schema_extra={"variable": "APPKIT_DATABASE_URL_<NAME>"},
     )
+    database_pool_size: int = Field(
+        default=5,
+        ge=1,
+        description="PostgreSQL connections each server process keeps open to each database",
+    )
+    database_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="PostgreSQL connections a process may open past the pool under load, each "
+        "closed when it is handed back (`0`: never more than the pool)",
+    )
     auth_backend: Literal["static", "http"] = Field(
         default="static",
         description="key authority: `static` (keys from `APPKIT_API_KEYS`) or `http`",

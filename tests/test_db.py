@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from appkit_runtime.db import dispose_engines, get_engine, get_session, get_sessionmaker
+from appkit_runtime.settings import get_settings
+from tests.conftest import POSTGRES_URL
 
 
 class Base(DeclarativeBase):
@@ -93,3 +95,26 @@ async def _texts_and_dispose() -> list[str]:
     texts = await _texts()
     await dispose_engines()
     return texts
+
+
+@pytest.mark.postgres
+async def test_the_postgresql_pool_opens_no_more_than_the_settings_allow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APPKIT_DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("APPKIT_DATABASE_POOL_SIZE", "2")
+    monkeypatch.setenv("APPKIT_DATABASE_MAX_OVERFLOW", "1")
+    get_settings.cache_clear()
+    engine = get_engine()
+    held = [await engine.connect() for _ in range(3)]  # the pool's 2 and 1 overflow
+    try:
+        with pytest.raises(TimeoutError):  # a fourth waits for one of them
+            await asyncio.wait_for(engine.connect(), 0.5)
+        await held.pop().close()
+        fourth = await asyncio.wait_for(engine.connect(), 5)
+        await fourth.close()
+    finally:
+        for connection in held:
+            await connection.close()
+        await dispose_engines()
+        get_settings.cache_clear()

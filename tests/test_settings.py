@@ -93,6 +93,14 @@ BAD_SETTINGS = [
     ),
     ({"APPKIT_AUTH_CACHE_TTL": "nan"}, "APPKIT_AUTH_CACHE_TTL: Input should be a finite number"),
     (
+        {"APPKIT_DATABASE_POOL_SIZE": "0"},
+        "APPKIT_DATABASE_POOL_SIZE: Input should be greater than or equal to 1",
+    ),
+    (
+        {"APPKIT_DATABASE_MAX_OVERFLOW": "-1"},
+        "APPKIT_DATABASE_MAX_OVERFLOW: Input should be greater than or equal to 0",
+    ),
+    (
         {"APPKIT_ENV": "staging"},
         "APPKIT_ENV: Input should be 'development', 'test' or 'production'",
     ),

@@ -58,7 +58,7 @@ class SpanQueue:
         records.append(record)
         if self._thread is None:
             self._start()
-        elif len(records) >= self.batch_size and not self._wake.is_set():
+        if len(records) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
     def close(self) -> None:
@@ -97,7 +97,11 @@ class SpanQueue:
         records = self._records
         while records:
             batch = [records.popleft() for _ in range(min(self.batch_size, len(records)))]
-            self.export.send(batch)
+            try:
+                self.export.send(batch)
+            except Exception:
+                # As the SDK's batch processor: this batch is lost, the thread goes on.
+                logger.exception("span batch of %d not sent", len(batch))
         if self.dropped != self._reported:
             self._reported = self.dropped
             logger.warning(

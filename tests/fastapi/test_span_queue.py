@@ -128,3 +128,24 @@ def test_a_forked_worker_starts_with_an_empty_queue_and_its_own_thread() -> None
     assert list(queue._records) == [("parent",)]
     queue.close()
     assert kept.sent() == [("parent",)]
+
+
+def test_a_batch_that_fails_to_send_is_logged_and_the_next_one_still_leaves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kept = KeptBatches()
+    send = kept.send
+
+    def send_or_fail(records: list[SpanRecord]) -> bool:
+        if records[0] == ("bad",):
+            raise TypeError("cannot pickle")
+        return send(records)
+
+    kept.send = send_or_fail  # type: ignore[method-assign]
+    queue = queue_of(kept, OTEL_BSP_MAX_EXPORT_BATCH_SIZE="1")
+    with caplog.at_level(logging.ERROR, logger="appkit_runtime"):
+        queue.put(("bad",))
+        assert wait_for(lambda: "span batch of 1 not sent" in caplog.text)
+    queue.put(("good",))
+    assert wait_for(lambda: kept.sent() == [("good",)])
+    queue.close()

@@ -122,10 +122,14 @@ def check_otel_variables(environ: Mapping[str, str] = os.environ) -> None:
             raise ConfigurationError(
                 f"{variable}: expected an integer ≥ 0 (or nothing, for no limit), got {given!r}"
             )
-    batch = int(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "").strip() or 512)
-    if batch > int(environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "").strip() or 2048):
+    batch_given = environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "").strip()
+    queue_given = environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "").strip()
+    batch, queue = int(batch_given or 512), int(queue_given or 2048)
+    if batch > queue:
+        unset = " when unset"
         raise ConfigurationError(
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: must not exceed OTEL_BSP_MAX_QUEUE_SIZE (2048 unset)"
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch}{'' if batch_given else unset}) must not "
+            f"exceed OTEL_BSP_MAX_QUEUE_SIZE ({queue}{'' if queue_given else unset})"
         )
 
 

@@ -17,7 +17,7 @@ from appkit_runtime.errors import AppkitError
 from appkit_runtime.fastapi.chained_routes import chain_routes, check_chained_routes
 from appkit_runtime.fastapi.health import readiness_checks
 from appkit_runtime.fastapi.route_order import check_route_order
-from appkit_runtime.fastapi.tracing import flush_traces
+from appkit_runtime.fastapi.tracing import flush_traces, start_traces
 from appkit_runtime.frozen_heap import frozen_startup_heap
 from appkit_runtime.ratelimit.org_cache import org_override_refresher
 from appkit_runtime.redis_pools import close_redis_connections
@@ -48,6 +48,7 @@ def runtime_lifespan(user_lifespan: Lifespan | None) -> Lifespan:
             raise
         app.state.appkit_schema = schema_check(app.state.appkit_databases, get_settings().env)
         await _log_unready(app)
+        start_traces()
         try:
             own = user_lifespan(app) if user_lifespan is not None else nullcontext()
             async with usage_flusher(), org_override_refresher(), own as state:

@@ -30,6 +30,7 @@ from typing import IO, Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -136,6 +137,10 @@ class ExportProcess:
             return False
         return True
 
+    def start(self) -> None:
+        """Start the child now if none is running for this process."""
+        self._running_child()
+
     def shutdown(self) -> None:
         """Close the pipe: the child sends what it has and exits (killed if it takes longer
         than `EXIT_SECONDS`)."""
@@ -172,8 +177,12 @@ class ExportProcess:
         # A child started before a fork belongs to the parent: a forked worker starts its own.
         if self._child is None or self._owner != os.getpid() or self._child.poll() is not None:
             self._let_go()
+            # The parent's pid goes in the arguments: by the time the child has imported the
+            # SDK, a parent killed at once would already be gone and `getppid()` another.
             self._child = subprocess.Popen(
-                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True
+                [sys.executable, "-m", __name__, str(os.getpid())],
+                stdin=subprocess.PIPE,
+                close_fds=True,
             )
             self._owner = os.getpid()
             assert self._child.stdin is not None
@@ -233,7 +242,7 @@ def main() -> None:
     from appkit_runtime.fastapi.tracing import span_exporters
     from appkit_runtime.log_config import install_log_handler
 
-    parent = os.getppid()
+    parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
     # The parent's end of the pipe decides when this ends: a Ctrl-C or a SIGTERM sent to the
     # whole process group must not lose the spans the parent still flushes as it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -249,17 +258,19 @@ def main() -> None:
     exporters = span_exporters()
     limits = SpanLimits()
     orphaned_until = None
+    sent = True
     while (frame := _read_frame(stream)) is not None:
         # A parent killed outright (SIGKILL, or SIGTERM without its lifespan's end) leaves
-        # the frames it wrote: send them, but give up after `EXIT_SECONDS` (a collector that
-        # is down would otherwise keep an orphan retrying each one for many seconds).
+        # the frames it wrote: send them while the collector takes them, for `EXIT_SECONDS`
+        # at most (a collector that is down or hangs would otherwise keep an orphan retrying
+        # each frame for the exporter's whole timeout).
         if os.getppid() != parent:
             orphaned_until = orphaned_until or time.monotonic() + EXIT_SECONDS
-            if time.monotonic() > orphaned_until:
+            if not sent or time.monotonic() > orphaned_until:
                 break
         spans = [readable_span(record, resource, limits) for record in pickle.loads(frame)]
-        for exporter in exporters:
-            exporter.export(spans)
+        results = [exporter.export(spans) for exporter in exporters]
+        sent = all(result is SpanExportResult.SUCCESS for result in results)
     for exporter in exporters:
         exporter.shutdown()
 

@@ -57,7 +57,7 @@ class SpanQueue:
             return
         records.append(record)
         if self._thread is None:
-            self._start()
+            self.start()
         if len(records) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
@@ -75,7 +75,9 @@ class SpanQueue:
             self._thread = None
             self._closing = False
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the thread that sends (and, through it, the export process) if it is not
+        running."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -84,6 +86,10 @@ class SpanQueue:
                 self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self.export.start()
+        except OSError as error:  # the next batch tries again
+            logger.warning("span exporter process did not start (%s)", error)
         while True:
             self._wake.wait(self.delay)
             self._wake.clear()

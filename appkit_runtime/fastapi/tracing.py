@@ -125,6 +125,14 @@ def span_exporters() -> list[Any]:
     return exporters
 
 
+def start_traces() -> None:
+    """At the lifespan's start: start the span exporter process, so that it has imported the
+    SDK before the first spans reach it (a burst of them would otherwise fill the queue while
+    it starts)."""
+    if _queue is not None:
+        _queue.start()
+
+
 async def flush_traces(seconds: float = FLUSH_SECONDS) -> None:
     """At the lifespan's end: export the spans still queued and let the exporter process
     send them and exit, waiting at most `seconds` (then the exporter process is killed).

@@ -3,6 +3,7 @@ tracer and exporter would send them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import signal
@@ -312,6 +313,14 @@ async def test_a_shutdown_flush_out_of_time_kills_the_exporter_process(
     assert child.wait(5) == -signal.SIGKILL
 
 
+def child_of(export: ExportProcess, seconds: float = 10.0) -> subprocess.Popen[bytes] | None:
+    """The export process's child once it has one (None after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while export._child is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return export._child
+
+
 @pytest.mark.parametrize("export", ["process", "thread"])
 async def test_the_lifespans_end_sends_the_queued_spans_and_stops_the_child(
     export: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path
@@ -331,10 +340,17 @@ async def test_the_lifespans_end_sends_the_queued_spans_and_stops_the_child(
 
     try:
         async with LifespanManager(app) as manager:
+            queue = fastapi_tracing._queue
+            started_child = None
+            if queue is not None:  # the queue's thread starts it
+                started_child = await asyncio.to_thread(child_of, queue.export)
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 statuses = [(await client.get("/ping")).status_code for _ in range(3)]
             assert receiver.spans() == []
+            if export == "process":  # started with the app, before any span
+                assert fastapi_tracing._queue is not None
+                assert started_child is not None and started_child.poll() is None
         assert statuses == [200] * 3
         assert [s.name for _, s in receiver.spans()].count("GET /ping") == 3
         queue = fastapi_tracing._queue
@@ -384,18 +400,23 @@ def test_an_orphaned_child_gives_up_within_seconds(tmp_path) -> None:
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     env.pop("OTEL_TRACES_EXPORTER", None)
-    done = subprocess.run(
+    # Not `run`: the child keeps the parent's stdout open, and waiting for its end would
+    # wait for the child.
+    parent = subprocess.Popen(
         [sys.executable, "-c", ORPHANING_PARENT],
         env=env,
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
-        check=True,
-        timeout=60,
     )
-    child = int(done.stdout)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert parent.wait(60) == 0
     started = time.monotonic()
-    while running(child) and time.monotonic() - started < 20:
+    while running(child) and time.monotonic() - started < 30:
         time.sleep(0.1)
-    # 30 frames at up to 1 s each without the limit; 3 s and the frame in hand with it.
+    parent.stdout.close()
+    # 30 frames at up to 1 s each without the limit; the frame in hand, and then no more
+    # once an export fails, with it.
     assert time.monotonic() - started < 8, "the orphaned exporter process is still running"

@@ -21,7 +21,7 @@ class KeptBatches:
 
     def __init__(self) -> None:
         self.batches: list[list[SpanRecord]] = []
-        self.shut_down = 0
+        self.started = self.shut_down = 0
         self.stall = threading.Event()
         self.stall.set()
 
@@ -29,6 +29,9 @@ class KeptBatches:
         self.stall.wait()
         self.batches.append(list(records))
         return True
+
+    def start(self) -> None:
+        self.started += 1
 
     def shutdown(self) -> None:
         self.shut_down += 1
@@ -83,7 +86,7 @@ def test_close_sends_everything_in_batches_and_a_later_span_starts_again() -> No
 
     assert kept.sent() == [(n,) for n in range(8)]
     assert max(len(batch) for batch in kept.batches) == 3
-    assert kept.shut_down == 1
+    assert (kept.started, kept.shut_down) == (1, 1)  # started with the thread, not per batch
     queue.put(("after",))
     queue.close()
     assert kept.sent()[-1] == ("after",) and kept.shut_down == 2

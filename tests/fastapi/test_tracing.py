@@ -214,7 +214,8 @@ async def test_a_refused_key_names_its_project_on_the_span_an_unknown_one_does_n
         ({**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE: expected"),
         (
             {**ENDPOINT, "OTEL_BSP_MAX_QUEUE_SIZE": "100"},
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: must not exceed OTEL_BSP_MAX_QUEUE_SIZE",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512 when unset) must not exceed "
+            "OTEL_BSP_MAX_QUEUE_SIZE (100)",
         ),
         ({**ENDPOINT, "OTEL_BSP_SCHEDULE_DELAY": "²"}, "OTEL_BSP_SCHEDULE_DELAY: expected"),
         (

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -288,6 +291,70 @@ async def test_a_broken_log_stream_never_fails_a_request(
     assert answer.status_code == 200 and answer.json() == {"id": 5}
     # As `logging` reports a failed write: on stderr, naming the line that was lost.
     assert "Logging error" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_access_lines_to_a_file_stay_whole_and_in_order_with_other_lines(
+    api_key, tmp_path: Path
+) -> None:
+    # A real descriptor, as under uvicorn: the access line goes to it without the text layer.
+    key = api_key("acme", "orders")
+    app = get_fastapi_app("request-context-test")
+
+    @app.get("/items/{item_id}", dependencies=protected(max_requests=100, expiry=60))
+    async def read_item(item_id: int) -> dict[str, int]:
+        handler_logger.warning("reading item %d", item_id)
+        return {"id": item_id}
+
+    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
+    log_file = (tmp_path / "service.log").open("w", encoding="utf-8")
+    handler.setStream(log_file)  # type: ignore[attr-defined]
+    try:
+        async with client_for(app) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.get(f"/items/{n}", headers={"Authorization": f"Bearer {key}"})
+                    for n in range(40)
+                )
+            )
+    finally:
+        log_file.close()
+
+    assert [answer.status_code for answer in answers] == [200] * 40
+    lines = json_lines((tmp_path / "service.log").read_text(encoding="utf-8"))
+    access = [line for line in lines if line["logger"] == "appkit_runtime.access"]
+    reading = [line for line in lines if line["logger"] == "tests.handler"]
+    assert len(access) == 40 and len(reading) == 40
+    ids = {answer.headers["X-Request-ID"] for answer in answers}
+    assert {line["request_id"] for line in access} == ids
+    # A request's own line comes before its access line.
+    for line in access:
+        (own,) = [r for r in reading if r["request_id"] == line["request_id"]]
+        assert lines.index(own) < lines.index(line)
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_a_closed_log_pipe_never_fails_a_request(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = api_key("acme", "orders")
+    app = limited_app()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the collector has gone
+    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
+    pipe = os.fdopen(write_end, "w")
+    handler.setStream(pipe)  # type: ignore[attr-defined]
+    try:
+        async with client_for(app) as client:
+            answer = await client.get("/items/5", headers={"Authorization": f"Bearer {key}"})
+    finally:
+        handler.stream = io.StringIO()  # not `setStream`: its flush would fail again
+        with contextlib.suppress(BrokenPipeError):
+            pipe.close()
+
+    assert answer.status_code == 200 and answer.json() == {"id": 5}
+    err = capsys.readouterr().err
+    assert "Logging error" in err and "BrokenPipeError" in err
 
 
 @pytest.mark.usefixtures("real_redis")

@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
+from appkit_runtime.access_line import JsonAccessLine
 from appkit_runtime.fastapi import protected
 from appkit_runtime.fastapi.fastapi import get_fastapi_app
 from appkit_runtime.log_config import HANDLER_NAME, RequestIdFilter, log_formatter
@@ -331,6 +334,73 @@ async def test_access_lines_to_a_file_stay_whole_and_in_order_with_other_lines(
     for line in access:
         (own,) = [r for r in reading if r["request_id"] == line["request_id"]]
         assert lines.index(own) < lines.index(line)
+
+
+async def test_an_access_line_after_the_first_of_a_loop_turn_waits_for_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file = (tmp_path / "service.log").open("w", encoding="utf-8")
+    writes: list[bytes] = []
+
+    def counted_write(fd: int, data: bytes) -> int:
+        if fd == log_file.fileno():
+            writes.append(bytes(data))
+        return real_write(fd, data)
+
+    real_write = os.write
+    monkeypatch.setattr(os, "write", counted_write)
+    line = JsonAccessLine(logging.StreamHandler(log_file))
+
+    def written(number: int) -> list[str]:
+        return [json.loads(text)["request_id"] for text in writes[number].splitlines()]
+
+    try:
+        for n in range(4):
+            line.write(f"r{n}", "GET", "/items", 200, 1.5, "acme", "shop", "k1", "allowed", 9)
+        # The turn's first line at once, the others at the start of the next turn.
+        assert len(writes) == 1 and written(0) == ["r0"]
+        await asyncio.sleep(0)
+        assert len(writes) == 2 and written(1) == ["r1", "r2", "r3"]
+        line.write("r4", "GET", "/items", 429, 1.5, "acme", "shop", "k1", "limited", 0)
+        assert len(writes) == 3 and written(2) == ["r4"]
+        await asyncio.sleep(0)
+        assert len(writes) == 3
+    finally:
+        log_file.close()
+
+
+def test_lines_of_a_loop_that_never_turns_again_are_written_at_exit() -> None:
+    script = """
+import asyncio, logging, sys
+from appkit_runtime.access_line import JsonAccessLine
+
+line = JsonAccessLine(logging.StreamHandler(sys.stdout))
+
+def last_turn():
+    for n in range(3):
+        line.write(f"r{n}", "GET", "/items", 200, 1.0, None, None, None, None, None)
+    loop.stop()  # this turn is the loop's last
+
+loop = asyncio.new_event_loop()
+loop.call_soon(last_turn)
+loop.run_forever()
+loop.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert [line["request_id"] for line in json_lines(done.stdout)] == ["r0", "r1", "r2"]
+    assert done.stderr == ""
+
+
+def test_an_access_line_outside_an_event_loop_is_written_at_once(tmp_path: Path) -> None:
+    log_file = (tmp_path / "service.log").open("w", encoding="utf-8")
+    line = JsonAccessLine(logging.StreamHandler(log_file))
+    line.write("r0", "GET", "/items", 404, 0.25, None, None, None, None, None)
+    (written,) = json_lines((tmp_path / "service.log").read_text(encoding="utf-8"))
+    log_file.close()
+    assert written["request_id"] == "r0" and written["status"] == 404
+    assert written["duration_ms"] == 0.25 and written["org_id"] is None
 
 
 @pytest.mark.usefixtures("real_redis", "json_logs")

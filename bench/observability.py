@@ -29,6 +29,7 @@ import os
 import statistics
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ WARMUP_REQUESTS = 1_000
 # Issue 18's floors: throughput kept with the feature on, as a share of `quiet`'s.
 FLOORS = {"json-access": 0.9, "traced": 0.7}
 VARIANTS = ("quiet", "json-access", "traced", "traced-json")
+QUIET = ("quiet", "before quiet")
+
+
+def quiet_of(name: str) -> str:
+    """The baseline a variant is measured against: its own checkout's quiet server."""
+    return "before quiet" if name.startswith("before ") else "quiet"
 
 
 class Receiver(ThreadingHTTPServer):
@@ -111,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         "--before", type=Path, help="another checkout whose variants run beside these"
     )
     parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load each variant at the same time as its quiet server, not one after the other",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         choices=VARIANTS[1:],
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     chosen = ("quiet", *args.variants)
+    if args.together and args.seconds < 2:
+        parser.error("--together needs --seconds 2 or more: both loads must overlap")
     if args.before is not None and not (args.before / "appkit_runtime").is_dir():
         parser.error(f"--before {args.before}: no appkit_runtime there")
     wrk = wrk_path()
@@ -137,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds: dict[str, list[LoadResult]] = {name: [] for name in names}
     cpu_ms: dict[str, list[float]] = {name: [] for name in names}
     child_ms: dict[str, list[float]] = {name: [] for name in names}
+    # With --together: each variant's quiet run, measured at the same time as its own.
+    beside: dict[str, list[tuple[LoadResult, float]]] = {name: [] for name in names}
     receiver = Receiver()
     logs = Path(tempfile.mkdtemp(prefix="appkit-bench-logs-"))
     with BenchRedis() as redis_server:
@@ -158,27 +174,43 @@ def main(argv: list[str] | None = None) -> int:
                 run_python(
                     server.base_url + URL_PATH, HEADERS, count=WARMUP_REQUESTS, connections=8
                 )
+
+            def measure(number: int, name: str) -> tuple[LoadResult, float]:
+                """One load run of `name`'s server; its result and CPU ms a request."""
+                server = servers[name]
+                assert server.process is not None
+                pid = server.process.pid
+                before, children_before = cpu_seconds(pid), children_cpu_seconds(pid)
+                result = load(server.base_url + URL_PATH)
+                spent = cpu_seconds(pid) - before
+                children_spent = children_cpu_seconds(pid) - children_before
+                cpu = spent * 1000 / max(1, result.requests)
+                child_ms[name].append(children_spent * 1000 / max(1, result.requests))
+                print(
+                    f"round {number} {name:>19}: {result.rps:8,.0f} req/s  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                    f"cpu {cpu * 1000:6.1f} us/req  "
+                    f"exporter {child_ms[name][-1] * 1000:5.1f} us/req  errors {result.errors}",
+                    flush=True,
+                )
+                return result, cpu
+
             for number in range(1, args.rounds + 1):
                 # Every other round backwards, so no variant always runs first or last.
                 order = names if number % 2 else names[::-1]
                 for name in order:
-                    server = servers[name]
-                    assert server.process is not None
-                    pid = server.process.pid
-                    before, children_before = cpu_seconds(pid), children_cpu_seconds(pid)
-                    result = load(server.base_url + URL_PATH)
-                    spent = cpu_seconds(pid) - before
-                    children_spent = children_cpu_seconds(pid) - children_before
-                    rounds[name].append(result)
-                    cpu_ms[name].append(spent * 1000 / max(1, result.requests))
-                    child_ms[name].append(children_spent * 1000 / max(1, result.requests))
-                    print(
-                        f"round {number} {name:>19}: {result.rps:8,.0f} req/s  "
-                        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                        f"cpu {cpu_ms[name][-1] * 1000:6.1f} us/req  "
-                        f"exporter {child_ms[name][-1] * 1000:5.1f} us/req  errors {result.errors}",
-                        flush=True,
-                    )
+                    if not args.together:
+                        result, cpu = measure(number, name)
+                        rounds[name].append(result)
+                        cpu_ms[name].append(cpu)
+                    elif name not in QUIET:
+                        quiet = quiet_of(name)
+                        with ThreadPoolExecutor(max_workers=2) as pool:
+                            pair = list(pool.map(measure, (number, number), (quiet, name)))
+                        for measured, (result, cpu) in zip((quiet, name), pair, strict=True):
+                            rounds[measured].append(result)
+                            cpu_ms[measured].append(cpu)
+                        beside[name].append(pair[0])
         finally:
             for server in servers.values():
                 server.stop()
@@ -192,13 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     ratios, cpu_ratios = {}, {}
     for name in names:
-        # Each checkout's variants against its own quiet server.
-        quiet = "before quiet" if name.startswith("before ") else "quiet"
+        # Each checkout's variants against its own quiet server: the run beside it with
+        # --together, else the same round's.
+        quiet = quiet_of(name)
+        if beside[name]:
+            base_rps = [result.rps for result, _ in beside[name]]
+            base_cpu = [cpu for _, cpu in beside[name]]
+        else:
+            base_rps = [result.rps for result in rounds[quiet]]
+            base_cpu = cpu_ms[quiet]
         ratios[name] = statistics.median(
-            run.rps / base.rps for run, base in zip(rounds[name], rounds[quiet], strict=True)
+            run.rps / base for run, base in zip(rounds[name], base_rps, strict=True)
         )
         cpu_ratios[name] = statistics.median(
-            base / run for run, base in zip(cpu_ms[name], cpu_ms[quiet], strict=True)
+            base / run for run, base in zip(cpu_ms[name], base_cpu, strict=True)
         )
         rps = statistics.median(r.rps for r in rounds[name])
         p99 = statistics.median(r.p99_ms for r in rounds[name])

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -76,6 +77,12 @@ def limited_app(**chain: object) -> FastAPI:
         return {"id": item_id}
 
     return app
+
+
+def runtime_handler() -> logging.StreamHandler[Any]:
+    """The handler the app factory installed on the root logger."""
+    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
+    return handler  # type: ignore[return-value]
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -286,8 +293,8 @@ async def test_a_broken_log_stream_never_fails_a_request(
 ) -> None:
     key = api_key("acme", "orders")
     app = limited_app()
-    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
-    handler.setStream(BrokenStream())  # type: ignore[attr-defined]
+    handler = runtime_handler()
+    handler.setStream(BrokenStream())
     async with client_for(app) as client:
         answer = await client.get("/items/5", headers={"Authorization": f"Bearer {key}"})
 
@@ -309,9 +316,9 @@ async def test_access_lines_to_a_file_stay_whole_and_in_order_with_other_lines(
         handler_logger.warning("reading item %d", item_id)
         return {"id": item_id}
 
-    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
+    handler = runtime_handler()
     log_file = (tmp_path / "service.log").open("w", encoding="utf-8")
-    handler.setStream(log_file)  # type: ignore[attr-defined]
+    handler.setStream(log_file)
     try:
         async with client_for(app) as client:
             answers = await asyncio.gather(
@@ -411,9 +418,9 @@ async def test_a_closed_log_pipe_never_fails_a_request(
     app = limited_app()
     read_end, write_end = os.pipe()
     os.close(read_end)  # the collector has gone
-    (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME]
+    handler = runtime_handler()
     pipe = os.fdopen(write_end, "w")
-    handler.setStream(pipe)  # type: ignore[attr-defined]
+    handler.setStream(pipe)
     try:
         async with client_for(app) as client:
             answer = await client.get("/items/5", headers={"Authorization": f"Bearer {key}"})

@@ -46,6 +46,9 @@ class JsonAccessLine:
         self.handler = handler
         self._stream: TextIO | None = None
         self._fd: int | None = None
+        # Set by a failed write, cleared by the next one that succeeds: a closed pipe is
+        # reported once, not with a traceback for every later batch.
+        self._failing = False
         # Lines waiting for the end of their event loop's turn, written together then.
         self._waiting: dict[AbstractEventLoop, list[bytes]] = {}
         atexit.register(self._write_all_waiting)
@@ -120,13 +123,17 @@ class JsonAccessLine:
                 if self._fd is None:
                     stream.write(data.decode())
                     stream.flush()
+                    self._failing = False
                     return
                 # The handler flushes after each record it writes, so nothing of another
                 # line waits in the text layer's buffer to come after these.
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self._fd, view) :]
+            self._failing = False
         except Exception:
             # As `logging` does: a broken stream is reported on stderr, never fails a request.
-            record = logging.makeLogRecord({"msg": data.decode(), "name": ACCESS_LOGGER})
-            handler.handleError(record)
+            if not self._failing:
+                self._failing = True
+                record = logging.makeLogRecord({"msg": data.decode(), "name": ACCESS_LOGGER})
+                handler.handleError(record)

@@ -13,6 +13,7 @@ from starlette.types import Scope
 
 from appkit_runtime.access_line import ACCESS_LOGGER, JsonAccessLine
 from appkit_runtime.fastapi.health import HEALTH_ROUTES
+from appkit_runtime.fastapi.http_methods import known_method
 from appkit_runtime.fastapi.request_metrics import UNMATCHED
 from appkit_runtime.fastapi.route_template import route_template
 from appkit_runtime.ratelimit.decision import DECISION_STATE
@@ -48,7 +49,8 @@ class AccessLog:
             org_id, project_id = project_token.org_id, project_token.project_id
             key_id = project_token.key_id
         route_path = route if route is not None else route_template(scope, UNMATCHED)
-        method = scope["method"]
+        # A made-up method is the client's text: logged as the span records it.
+        method = known_method(scope["method"])
         # Rounded to 0.01 ms: `round(x, 2)` takes a correctly rounded decimal path, ten
         # times the cost of rounding to a whole number.
         duration_ms = round(seconds * 100_000) / 100

@@ -16,12 +16,8 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import Scope
 
+from appkit_runtime.fastapi.http_methods import KNOWN_METHODS, OTHER_METHOD
 from appkit_runtime.ratelimit.decision import DECISION_STATE
-
-# HTTP's methods as the semantic conventions know them (the metrics count fewer).
-KNOWN_METHODS = frozenset(
-    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
-)
 
 
 def _span_method(method: str) -> str:
@@ -43,7 +39,10 @@ class ServerSpans:
         if method in KNOWN_METHODS:
             attributes = {"http.request.method": method}
         else:
-            attributes = {"http.request.method": "_OTHER", "http.request.method_original": method}
+            attributes = {
+                "http.request.method": OTHER_METHOD,
+                "http.request.method_original": method,
+            }
         span = self.tracer.start_span(
             _span_method(method),
             context=extract(carrier) if carrier else None,

@@ -124,8 +124,11 @@ class ExportProcess:
             _write_frame(self._running_child(), payload, time.monotonic() + WRITE_SECONDS)
         except PipeStalled as stalled:
             self._dropped += len(records)
+            # Each worker counts its own: the pid tells whose total it is.
             logger.warning(
-                "span exporter process is not keeping up; %d spans dropped so far", self._dropped
+                "span exporter process is not keeping up; %d spans dropped so far by pid %d",
+                self._dropped,
+                os.getpid(),
             )
             if stalled.torn:
                 # Part of the frame went in: what the child reads next is no longer a frame.

@@ -111,7 +111,8 @@ class SpanQueue:
         if self.dropped != self._reported:
             self._reported = self.dropped
             logger.warning(
-                "span queue full (OTEL_BSP_MAX_QUEUE_SIZE=%d); %d spans dropped so far",
+                "span queue full (OTEL_BSP_MAX_QUEUE_SIZE=%d); %d spans dropped so far by pid %d",
                 self.capacity,
                 self.dropped,
+                os.getpid(),
             )

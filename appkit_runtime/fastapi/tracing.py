@@ -57,7 +57,8 @@ def instrument_tracing(settings: Settings) -> ServerSpans | None:
     except ImportError:
         logger.warning(
             "OTEL variables are set but the otel extra is not installed, so no traces: "
-            "pip install 'appkit-runtime[otel]'"
+            "pip install '.[otel]' in a service made from the template, "
+            "else pip install 'appkit-runtime[otel]'"
         )
         return None
     use_tracer(tracer)

@@ -423,15 +423,41 @@ async def test_a_closed_log_pipe_never_fails_a_request(
     handler.setStream(pipe)
     try:
         async with client_for(app) as client:
-            answer = await client.get("/items/5", headers={"Authorization": f"Bearer {key}"})
+            answers = [
+                await client.get(f"/items/{n}", headers={"Authorization": f"Bearer {key}"})
+                for n in range(2)
+            ]
     finally:
         handler.stream = io.StringIO()  # not `setStream`: its flush would fail again
         with contextlib.suppress(BrokenPipeError):
             pipe.close()
 
-    assert answer.status_code == 200 and answer.json() == {"id": 5}
+    assert [(answer.status_code, answer.json()) for answer in answers] == [
+        (200, {"id": 0}),
+        (200, {"id": 1}),
+    ]
     err = capsys.readouterr().err
     assert "Logging error" in err and "BrokenPipeError" in err
+    # The access lines' failure once (`logging` reports each of its own records' failures).
+    assert err.count('"logger":"appkit_runtime.access"') == 1
+
+
+@pytest.mark.usefixtures("real_redis", "json_logs")
+async def test_a_made_up_method_is_logged_as_other(
+    api_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = api_key("acme", "orders")
+    async with client_for(limited_app()) as client:
+        answer = await client.request(
+            "MARKERXYZ", "/items/1", headers={"Authorization": f"Bearer {key}"}
+        )
+
+    assert answer.status_code == 405
+    lines = json_lines(capsys.readouterr().out)
+    (line,) = [line for line in lines if line["logger"] == "appkit_runtime.access"]
+    assert (line["method"], line["message"]) == ("_OTHER", "_OTHER /items/{item_id} 405")
+    # The test's own client (httpx) logs its request; the service's lines never the method.
+    assert not [line for line in lines if line["logger"] != "httpx" and "MARKERXYZ" in str(line)]
 
 
 @pytest.mark.usefixtures("real_redis")

@@ -113,7 +113,7 @@ def test_a_full_queue_drops_new_spans_without_waiting_and_says_so(
         kept.stall.set()
         queue.close()
     assert kept.sent() == [(n,) for n in range(7)]
-    assert "5 spans dropped so far" in caplog.text
+    assert f"5 spans dropped so far by pid {os.getpid()}" in caplog.text
 
 
 def test_a_forked_worker_starts_with_an_empty_queue_and_its_own_thread() -> None:

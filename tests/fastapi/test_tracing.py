@@ -322,7 +322,8 @@ def test_without_the_otel_extra_one_warning_and_the_service_serves(
         (
             "appkit_runtime",
             "OTEL variables are set but the otel extra is not installed, so no traces: "
-            "pip install 'appkit-runtime[otel]'",
+            "pip install '.[otel]' in a service made from the template, "
+            "else pip install 'appkit-runtime[otel]'",
         )
     ]
     (access,) = [line for line in lines if line["logger"] == "appkit_runtime.access"]

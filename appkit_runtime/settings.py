@@ -414,10 +414,17 @@ class Settings(BaseSettings):
     def _export_default(cls, value: Any) -> Any:
         return (value.strip().lower() or "process") if isinstance(value, str) else value
 
+    # An empty variable (`APPKIT_LOG_LEVEL=${LEVEL}` with LEVEL unset) means the default, as
+    # for the log format.
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
+        return (value.strip().upper() or "INFO") if isinstance(value, str) else value
+
+    @field_validator("access_log", mode="before")
+    @classmethod
+    def _access_default(cls, value: Any) -> Any:
+        return (value.strip() or True) if isinstance(value, str) else value
 
     @field_validator("ratelimit_default")
     @classmethod

@@ -502,6 +502,19 @@ def test_a_bad_log_setting_stops_start_up_in_one_line(
 
 
 @pytest.mark.parametrize(
+    ("variable", "field", "default"),
+    [("APPKIT_LOG_FORMAT", "log_format", None), ("APPKIT_LOG_LEVEL", "log_level", "INFO")]
+    + [("APPKIT_ACCESS_LOG", "access_log", True)],
+)
+def test_an_empty_log_setting_means_its_default(
+    monkeypatch: pytest.MonkeyPatch, variable: str, field: str, default: object
+) -> None:
+    # As `APPKIT_LOG_LEVEL=${LEVEL}` gives in compose when LEVEL is unset.
+    monkeypatch.setenv(variable, " ")
+    assert getattr(load_settings(), field) == default
+
+
+@pytest.mark.parametrize(
     ("env", "given", "style"),
     [("production", None, "json"), ("development", None, "text"), ("production", "Text", "text")],
 )
